@@ -1,0 +1,8 @@
+"""``python -m nepse_perf``: the same command line as ``nepse-perf``."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

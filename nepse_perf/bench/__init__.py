@@ -1,0 +1,33 @@
+"""The benchmark: honest timings of every backend, checked against TA-Lib, with reports.
+
+``measure`` (timing cells in the notebooks), ``machine_info``/``memory_bandwidth``
+(where the numbers came from, GB/s), ``run_benchmark`` (one row per backend) and
+``write_reports`` (CSV, Markdown, PNG, JSON). ``nepse-perf bench`` drives them all.
+"""
+
+from __future__ import annotations
+
+from .machine import Bandwidth, machine_info, memory_bandwidth, pipeline_bound_seconds
+from .report import format_header, format_table, to_markdown, write_reports
+from .runner import SIZES, compare_to_reference, reference_block, run_benchmark, select_backends
+from .timing import Timing, format_seconds, measure, timed_call
+
+__all__ = [
+    "SIZES",
+    "Bandwidth",
+    "Timing",
+    "compare_to_reference",
+    "format_header",
+    "format_seconds",
+    "format_table",
+    "machine_info",
+    "measure",
+    "memory_bandwidth",
+    "pipeline_bound_seconds",
+    "reference_block",
+    "run_benchmark",
+    "select_backends",
+    "timed_call",
+    "to_markdown",
+    "write_reports",
+]

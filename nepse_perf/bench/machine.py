@@ -1,0 +1,169 @@
+"""What machine the numbers came from, and how fast it moves memory.
+
+:func:`memory_bandwidth` measures the copy and read bandwidth (GB/s, 1 GB = 1e9 bytes)
+with NumPy; :func:`pipeline_bound_seconds` turns the copy figure into the lower bound of the
+indicator pipeline: every row reads 3 input series and writes 10 outputs, 8 bytes each.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BYTES_PER_ROW",
+    "Bandwidth",
+    "machine_info",
+    "memory_bandwidth",
+    "pipeline_bound_seconds",
+]
+
+#: Bytes the pipeline must move per row: 3 float64 inputs read + 10 float64 outputs written.
+BYTES_PER_ROW = 13 * 8
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Measured memory bandwidth in GB/s (1e9 bytes per second).
+
+    ``copy_gbps`` counts bytes read plus bytes written by ``np.copyto(dst, src)`` (the
+    write-allocate traffic of the destination is not counted); ``read_gbps`` is
+    ``src.sum()``'s bytes read per second. ``size_mib`` is the size of one array.
+    """
+
+    copy_gbps: float
+    read_gbps: float
+    size_mib: float
+    repeat: int
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields as a plain dict (for JSON)."""
+        return asdict(self)
+
+
+def memory_bandwidth(size_mib: float = 256, repeat: int = 7) -> Bandwidth:
+    """Measure copy and read-only memory bandwidth (GB/s) on two ``size_mib`` float64 arrays.
+
+    Both arrays are touched before timing (no page faults are timed); the figure is the
+    median of ``repeat`` runs of ``np.copyto(dst, src)`` counting 2 x nbytes moved, and of
+    ``src.sum()`` counting nbytes read. Use arrays well beyond the last-level cache (the
+    default 256 MiB) for a DRAM figure; a small size only checks that the code runs.
+    """
+    if not size_mib > 0:
+        raise ValueError(f"size_mib must be > 0, got {size_mib!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    n = max(1, int(size_mib * 2**20) // 8)
+    src = np.ones(n, dtype=np.float64)
+    dst = np.zeros(n, dtype=np.float64)
+    np.copyto(dst, src)  # warm-up: every page of both arrays is now mapped
+    copy_t, read_t = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        copy_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        src.sum()
+        read_t.append(time.perf_counter() - t0)
+    nbytes = src.nbytes
+    return Bandwidth(
+        copy_gbps=2 * nbytes / statistics.median(copy_t) / 1e9,
+        read_gbps=nbytes / statistics.median(read_t) / 1e9,
+        size_mib=nbytes / 2**20,
+        repeat=repeat,
+    )
+
+
+def pipeline_bound_seconds(n_rows: int, copy_gbps: float) -> float:
+    """Lower bound (seconds) of the pipeline on ``n_rows`` rows: rows x 13 x 8 bytes / copy rate.
+
+    ``copy_gbps`` is the copy bandwidth in GB/s from :func:`memory_bandwidth`.
+    """
+    return n_rows * BYTES_PER_ROW / (copy_gbps * 1e9)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(dist: str, module: str | None = None) -> str:
+    if module is not None:
+        mod = sys.modules.get(module)
+        if mod is None:
+            try:
+                mod = __import__(module)
+            except ImportError:
+                mod = None
+        version = getattr(mod, "__version__", None)
+        if version:
+            return str(version)
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, Any]:
+    """Machine and software facts for a benchmark report, as a JSON-serialisable dict.
+
+    Keys: ``cpu_model``, ``logical_cores``, ``physical_cores``, ``usable_cores`` (CPU
+    affinity), ``memory_total_gb`` (1e9 bytes), ``os``, ``python``, ``numpy``, ``pandas``,
+    ``numba``, ``llvmlite``, ``talib``, ``numba_threads``, ``numba_threading_layer``
+    (after a parallel call; "not initialised" before), ``thread_env`` (the threading
+    environment variables that are set), ``datetime`` (local ISO 8601 with offset).
+    """
+    import numba
+    import pandas as pd
+    import psutil
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel function has run yet in this process
+        layer = "not initialised"
+    return {
+        "cpu_model": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "usable_cores": usable,
+        "memory_total_gb": round(psutil.virtual_memory().total / 1e9, 2),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "numba": numba.__version__,
+        "llvmlite": _version("llvmlite", "llvmlite"),
+        "talib": _version("TA-Lib", "talib"),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": layer,
+        "thread_env": {
+            k: os.environ[k]
+            for k in (
+                "NUMBA_NUM_THREADS",
+                "NUMBA_THREADING_LAYER",
+                "OMP_NUM_THREADS",
+                "OMP_WAIT_POLICY",
+            )
+            if k in os.environ
+        },
+        "datetime": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,116 @@
+"""Honest wall-clock timing: a warm-up call kept apart, then repeats with the GC switched off.
+
+``measure(fn)`` is what the notebooks' timing cells and the benchmark use. Every number is
+in seconds, measured with :func:`time.perf_counter`.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Timing", "format_seconds", "measure", "timed_call"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Result of :func:`measure`: every timed call's duration and the warm-up call's, in seconds.
+
+    ``times`` are the timed repeats in call order (warm-up excluded); ``median`` and ``best``
+    (the minimum) summarise them; ``first`` is the duration of the first warm-up call (for a
+    JIT-compiled function: compile plus first run), or ``None`` when ``warmup=0``.
+    """
+
+    times: tuple[float, ...]
+    first: float | None = None
+
+    @property
+    def median(self) -> float:
+        """Median of the timed repeats, in seconds."""
+        return float(statistics.median(self.times))
+
+    @property
+    def best(self) -> float:
+        """Fastest timed repeat, in seconds."""
+        return float(min(self.times))
+
+    @property
+    def mean(self) -> float:
+        """Mean of the timed repeats, in seconds."""
+        return float(statistics.fmean(self.times))
+
+    @property
+    def repeat(self) -> int:
+        """Number of timed repeats."""
+        return len(self.times)
+
+    def __str__(self) -> str:
+        first = "" if self.first is None else f"; first call {format_seconds(self.first)}"
+        return (
+            f"median {format_seconds(self.median)} (best {format_seconds(self.best)}, "
+            f"{self.repeat} runs{first})"
+        )
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration in seconds as a short human string: ``'812 us'``, ``'21.4 ms'``, ``'1.73 s'``."""
+    if seconds != seconds:  # NaN
+        return "n/a"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def timed_call(fn: Callable[[], Any], *, disable_gc: bool = True) -> tuple[float, Any]:
+    """Call ``fn()`` once and return ``(seconds, result)``, with the GC off during the call.
+
+    The result is returned (not dropped inside the timed region) so that freeing a large
+    output is not counted; the garbage collector is re-enabled afterwards only if it was on.
+    """
+    was_enabled = gc.isenabled()
+    if disable_gc:
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - start
+    finally:
+        if disable_gc and was_enabled:
+            gc.enable()
+    return elapsed, result
+
+
+def measure(
+    fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, disable_gc: bool = True
+) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed-for-the-median calls, then ``repeat`` timed calls.
+
+    Each call runs with the garbage collector disabled (``disable_gc=True``) and is timed
+    with :func:`time.perf_counter`; results are discarded outside the timed region. The
+    first warm-up call's duration is kept as ``Timing.first`` (compile time for a JIT
+    function), the median and best of the repeats are the figures to report. All values
+    are seconds. ``repeat`` must be >= 1 and ``warmup`` >= 0 (ValueError otherwise).
+    """
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    gc.collect()
+    first: float | None = None
+    for i in range(warmup):
+        elapsed, result = timed_call(fn, disable_gc=disable_gc)
+        del result
+        if i == 0:
+            first = elapsed
+    times = []
+    for _ in range(repeat):
+        elapsed, result = timed_call(fn, disable_gc=disable_gc)
+        del result
+        times.append(elapsed)
+    return Timing(tuple(times), first)

@@ -1,0 +1,300 @@
+"""The ``nepse-perf`` command line: ``bench`` (race the backends) and ``indicators`` (compute).
+
+User errors (unknown backend, bad size, unreadable input, unsupported output suffix) print
+one message to stderr and return exit status 2, never a traceback; a failure to write the
+output returns 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from . import __version__
+from .bench.machine import machine_info, memory_bandwidth
+from .bench.report import format_header, format_table, write_reports
+from .bench.runner import SIZES, run_benchmark, select_backends
+from .data import DataError, load_prices, synthetic_prices
+from .indicators.panel import panel_from_frame
+from .indicators.params import IndicatorParams
+from .pipeline import BACKENDS, compute_indicators
+
+__all__ = ["build_parser", "main"]
+
+PROG = "nepse-perf"
+DEFAULT_SIZE = "medium"
+OUTPUT_SUFFIXES = (".parquet", ".csv")
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr with exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser with the ``bench`` and ``indicators`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fast NEPSE stock indicators (SMA, EMA, RSI, MACD, Bollinger, ATR): "
+        "benchmark the backends or compute the indicators for a price file.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sizes = ", ".join(f"{k} {s:,}x{d:,}" for k, (s, d) in SIZES.items())
+    b = sub.add_parser(
+        "bench",
+        help="time every backend on one panel, check it against TA-Lib, write reports",
+        description="Time every backend on the same panel (warm-up excluded, repeats "
+        "round-robin, GC off during each call, median reported), check each against TA-Lib, "
+        "compare with the memory-bandwidth bound and write bench.csv/.md/.png/.json.",
+    )
+    src = b.add_argument_group("data (pick one; default --size medium)")
+    src.add_argument(
+        "--size", choices=list(SIZES), help=f"synthetic panel, symbols x days: {sizes}"
+    )
+    src.add_argument("--symbols", type=_positive_int, metavar="S", help="synthetic: symbols")
+    src.add_argument("--days", type=_positive_int, metavar="T", help="synthetic: days per symbol")
+    src.add_argument(
+        "--input", type=Path, metavar="PATH", help="a price CSV or a directory of them"
+    )
+    src.add_argument(
+        "--adjust", action="store_true", help="with --input: adjust for corporate actions"
+    )
+    src.add_argument("--seed", type=int, default=0, metavar="K", help="synthetic seed (default 0)")
+    b.add_argument(
+        "--backends",
+        metavar="A,B,...",
+        help=f"comma-separated, from: {', '.join(BACKENDS)} (default: all; python only up "
+        "to 2M rows unless named)",
+    )
+    b.add_argument(
+        "--repeat", type=_positive_int, default=5, metavar="N", help="timed repeats (default 5)"
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        metavar="DIR",
+        help="report directory (default bench-results/)",
+    )
+    b.add_argument(
+        "--bandwidth-mib",
+        type=_positive_float,
+        default=256.0,
+        metavar="MIB",
+        help="array size of the bandwidth measurement (default 256 MiB)",
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress bar or notes, just the table")
+    b.set_defaults(func=_cmd_bench)
+
+    ind = sub.add_parser(
+        "indicators",
+        help="compute the ten indicator columns for a price file or directory",
+        description="Load INPUT with load_prices, compute the indicators and write prices "
+        "plus indicators to a .parquet or .csv file.",
+    )
+    ind.add_argument("input", type=Path, metavar="INPUT", help="a price CSV or a directory of them")
+    ind.add_argument(
+        "--backend",
+        default="numba_parallel",
+        metavar="B",
+        help=f"one of: {', '.join(BACKENDS)} (default numba_parallel)",
+    )
+    ind.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="output .parquet or .csv"
+    )
+    ind.add_argument("--adjust", action="store_true", help="adjust for corporate-action gaps")
+    ind.add_argument("--strict", action="store_true", help="fail on any price anomaly")
+    defaults = IndicatorParams()
+    params = ind.add_argument_group("indicator parameters (TA-Lib defaults)")
+    for f in fields(IndicatorParams):
+        kind = float if f.name == "bb_nbdev" else int
+        params.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar="X" if kind is float else "N",
+            help=f"default {getattr(defaults, f.name)}",
+        )
+    ind.set_defaults(func=_cmd_indicators)
+    return parser
+
+
+def _load(path: Path, *, adjust: bool = False, strict: bool = False):
+    try:
+        return load_prices(path, adjust=adjust, strict=strict)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _parse_backends(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    try:
+        select_backends(names, 0)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return names
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    backends = _parse_backends(args.backends)
+    synthetic = args.symbols is not None or args.days is not None
+    if sum([args.size is not None, synthetic, args.input is not None]) > 1:
+        raise UsageError("choose one of --size, --symbols/--days or --input")
+    if synthetic and (args.symbols is None or args.days is None):
+        raise UsageError("--symbols and --days go together")
+    if args.adjust and args.input is None:
+        raise UsageError("--adjust needs --input")
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+
+    if args.input is not None:
+        say(f"loading {args.input} ...")
+        prices = _load(args.input, adjust=args.adjust)
+        dataset = f"input {args.input}"
+    else:
+        if synthetic:
+            n_symbols, n_days = args.symbols, args.days
+            label = "custom"
+        else:
+            label = args.size or DEFAULT_SIZE
+            n_symbols, n_days = SIZES[label]
+        say(f"generating synthetic prices: {n_symbols:,} symbols x {n_days:,} days ...")
+        try:
+            prices = synthetic_prices(n_symbols, n_days, seed=args.seed)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        dataset = f"synthetic {label} {n_symbols:,}x{n_days:,} (seed {args.seed})"
+    try:
+        panel = panel_from_frame(prices)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if panel.n_rows == 0:
+        raise UsageError("no price rows to benchmark")
+
+    say(f"measuring memory bandwidth ({args.bandwidth_mib:g} MiB arrays) ...")
+    bandwidth = memory_bandwidth(args.bandwidth_mib)
+    results = run_benchmark(
+        prices,
+        backends,
+        args.repeat,
+        bandwidth=bandwidth,
+        progress=False if args.quiet else None,
+        dataset=dataset,
+        panel=panel,
+    )
+    info = machine_info()
+    print(format_header(results, info))
+    print()
+    print(format_table(results))
+    if not args.quiet:
+        print()
+        for note in results.attrs["notes"]:
+            print(f"note: {note}")
+    try:
+        paths = write_reports(results, info, args.out)
+    except OSError as exc:
+        print(f"{PROG} bench: error: cannot write reports to {args.out}: {exc}", file=sys.stderr)
+        return 1
+    say("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_indicators(args: argparse.Namespace) -> int:
+    if args.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {args.backend!r}; valid backends: {', '.join(BACKENDS)}")
+    suffix = args.out.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UsageError(
+            f"--out {args.out}: unsupported suffix {args.out.suffix or '(none)'!r}; "
+            f"use {' or '.join(OUTPUT_SUFFIXES)}"
+        )
+    given = {f.name: getattr(args, f.name) for f in fields(IndicatorParams)}
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        IndicatorParams.from_kwargs(**given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    t0 = time.perf_counter()
+    prices = _load(args.input, adjust=args.adjust, strict=args.strict)
+    t1 = time.perf_counter()
+    try:
+        ind = compute_indicators(prices, args.backend, **given)
+    except ValueError as exc:
+        raise UsageError(f"{args.input}: {exc}") from None
+    t2 = time.perf_counter()
+    clash = sorted(set(prices.columns) & set(ind.columns))
+    if clash:
+        raise UsageError(f"{args.input}: price columns clash with indicator names: {clash}")
+    table = prices.join(ind)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".parquet":
+            table.to_parquet(args.out, index=False)
+        else:
+            table.to_csv(args.out, index=False)
+    except (OSError, ImportError, ValueError) as exc:
+        print(f"{PROG} indicators: error: cannot write {args.out}: {exc}", file=sys.stderr)
+        return 1
+    t3 = time.perf_counter()
+    n_symbols = prices["symbol"].nunique() if "symbol" in prices else 0
+    print(
+        f"{len(table):,} rows, {n_symbols:,} symbols, {table.shape[1]} columns -> {args.out} "
+        f"(load {t1 - t0:.2f} s, indicators {t2 - t1:.3f} s with {args.backend}, "
+        f"write {t3 - t2:.2f} s)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    0 on success, 2 on a usage or input error (message on stderr, no traceback), 1 when the
+    output cannot be written, 130 on Ctrl-C.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or an argparse usage error
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,29 @@
+"""NEPSE price data: loading, validation, corporate-action adjustment and synthetic prices.
+
+The long price frame used throughout has the columns of :data:`PRICE_COLUMNS` (``symbol``
+Categorical, ``date`` datetime64[ns], float64 ``open, high, low, close`` in NPR or index
+points, ``volume`` in shares, ``turnover`` in NPR), sorted by symbol and date.
+"""
+
+from __future__ import annotations
+
+from .corporate_actions import adjust_for_gaps, corporate_action_gaps
+from .errors import DataError
+from .loader import load_prices
+from .paths import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, sample_path
+from .quality import check_prices
+from .schema import PRICE_COLUMNS
+from .synthetic import synthetic_prices
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_INDEX_FILE",
+    "PRICE_COLUMNS",
+    "DataError",
+    "adjust_for_gaps",
+    "check_prices",
+    "corporate_action_gaps",
+    "load_prices",
+    "sample_path",
+    "synthetic_prices",
+]

@@ -1,0 +1,126 @@
+"""Backend ``pandas``: idiomatic ``groupby`` + ``rolling`` / ``ewm``, made TA-Lib-exact.
+
+The plain pandas one-liners differ from TA-Lib (``ewm(span=n)`` is adjusted and unseeded,
+``rolling().std()`` is the sample std, ...). The recipe that makes them exact: blank the
+warm-up rows, put TA-Lib's seed (an SMA) on the first valid row, then run
+``ewm(alpha=..., adjust=False)``, which starts at the first non-NaN value. Wilder's
+smoothing is ``alpha = 1/n``; the EMA's is ``alpha = 2/(n+1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .panel import Panel
+from .params import IndicatorParams
+
+
+def _seeded_ewm(
+    values: pd.Series, keys: np.ndarray, pos: np.ndarray, seed: pd.Series, first: int, alpha: float
+) -> pd.Series:
+    """EMA per group that starts at position ``first`` with ``seed`` (TA-Lib's seeding)."""
+    x = values.where(pos > first)
+    x = x.mask(pos == first, seed)
+    return x.groupby(keys, sort=False).ewm(alpha=alpha, adjust=False).mean().droplevel(0)
+
+
+def indicators_frame(frame: pd.DataFrame, params: IndicatorParams) -> pd.DataFrame:
+    """The ten outputs for a long frame with columns symbol, close, high, low (one row per bar).
+
+    Rows must be in time order within each symbol; each symbol's first row is its bar 0.
+    """
+    p = params
+    keys = frame["symbol"].to_numpy()
+    grouped = frame.groupby("symbol", sort=False, observed=True)
+    pos = grouped.cumcount().to_numpy()
+    close = frame["close"]
+    by_symbol = close.groupby(keys, sort=False)
+
+    def rolling_mean(s: pd.Series, n: int) -> pd.Series:
+        return s.groupby(keys, sort=False).rolling(n).mean().droplevel(0)
+
+    sma = rolling_mean(close, p.sma_period)
+    ema = _seeded_ewm(
+        close,
+        keys,
+        pos,
+        rolling_mean(close, p.ema_period),
+        p.ema_period - 1,
+        2.0 / (p.ema_period + 1),
+    )
+
+    delta = by_symbol.diff()
+    gain, loss = delta.clip(lower=0.0), (-delta).clip(lower=0.0)
+    n = p.rsi_period
+    avg_gain = _seeded_ewm(gain, keys, pos, rolling_mean(gain, n), n, 1.0 / n)
+    avg_loss = _seeded_ewm(loss, keys, pos, rolling_mean(loss, n), n, 1.0 / n)
+    total = avg_gain + avg_loss
+    rsi = (100.0 * avg_gain / total).mask(total == 0.0, 0.0)
+
+    first = p.macd_slow - 1
+    fast = _seeded_ewm(
+        close, keys, pos, rolling_mean(close, p.macd_fast), first, 2.0 / (p.macd_fast + 1)
+    )
+    slow = _seeded_ewm(
+        close, keys, pos, rolling_mean(close, p.macd_slow), first, 2.0 / (p.macd_slow + 1)
+    )
+    macd = fast - slow
+    sig_first = first + p.macd_signal - 1
+    signal = _seeded_ewm(
+        macd,
+        keys,
+        pos,
+        rolling_mean(macd, p.macd_signal),
+        sig_first,
+        2.0 / (p.macd_signal + 1),
+    )
+    macd = macd.where(pos >= sig_first)
+
+    middle = rolling_mean(close, p.bb_period)
+    var = close.groupby(keys, sort=False).rolling(p.bb_period).var(ddof=0).droplevel(0)
+    width = np.sqrt(var.clip(lower=0.0)) * p.bb_nbdev
+
+    prev_close = by_symbol.shift(1)
+    true_range = pd.concat(
+        [
+            frame["high"] - frame["low"],
+            (prev_close - frame["high"]).abs(),
+            (prev_close - frame["low"]).abs(),
+        ],
+        axis=1,
+    ).max(axis=1, skipna=False)
+    n = p.atr_period
+    atr = _seeded_ewm(true_range, keys, pos, rolling_mean(true_range, n), n, 1.0 / n)
+
+    return pd.DataFrame(
+        {
+            "sma": sma,
+            "ema": ema,
+            "rsi": rsi,
+            "macd": macd,
+            "macd_signal": signal,
+            "macd_hist": macd - signal,
+            "bb_upper": middle + width,
+            "bb_middle": middle,
+            "bb_lower": middle - width,
+            "atr": atr,
+        },
+        index=frame.index,
+    )
+
+
+def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
+    """Fill ``out`` (10 x n_rows) from :func:`indicators_frame` on the panel's valid rows."""
+    out[:] = np.nan
+    rows, _, sym = panel.valid_rows()
+    frame = pd.DataFrame(
+        {
+            "symbol": sym,
+            "close": panel.close[rows],
+            "high": panel.high[rows],
+            "low": panel.low[rows],
+        }
+    )
+    result = indicators_frame(frame, params)
+    out[:, rows] = result.to_numpy().T

@@ -1,0 +1,206 @@
+"""The panel layout every backend reads: one contiguous slice of rows per symbol.
+
+A panel is the long price frame sorted by symbol then date. Each symbol's rows are the
+slice ``offsets[s]:offsets[s + 1]`` of the flat ``close``, ``high`` and ``low`` arrays
+(float64, NPR). ``starts[s]`` is the first row of symbol ``s`` where close, high and low
+are all finite; rows before it are leading NaNs and get NaN outputs, exactly as TA-Lib's
+Python wrapper skips leading NaNs. A NaN after that start is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("symbol", "date", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Flat float64 price arrays plus per-symbol offsets and first-valid rows.
+
+    ``order`` is ``None`` when the frame was already sorted by symbol then date; otherwise
+    it is the permutation that sorts it, and outputs are scattered back through it.
+    """
+
+    close: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    offsets: np.ndarray
+    starts: np.ndarray
+    symbols: tuple[str, ...]
+    order: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows (bars) in the panel."""
+        return int(self.close.shape[0])
+
+    @property
+    def n_symbols(self) -> int:
+        """Number of symbols (contiguous slices) in the panel."""
+        return int(self.offsets.shape[0] - 1)
+
+    def valid_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Index triple ``(row, bar, symbol)`` of every row from each symbol's first valid bar.
+
+        ``row`` is the flat panel row, ``bar`` its position counted from the symbol's first
+        complete bar (0, 1, ...) and ``symbol`` the symbol's number, all int64 arrays.
+        """
+        lens = self.offsets[1:] - self.starts
+        sym = np.repeat(np.arange(self.n_symbols, dtype=np.int64), lens)
+        bar = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        return np.repeat(self.starts, lens) + bar, bar, sym
+
+    def slices(self) -> list[tuple[str, int, int, int]]:
+        """``(symbol, first_row, first_valid_row, end_row)`` for each symbol, in panel order."""
+        return [
+            (self.symbols[s], int(self.offsets[s]), int(self.starts[s]), int(self.offsets[s + 1]))
+            for s in range(self.n_symbols)
+        ]
+
+
+@numba.njit(cache=True)
+def _scan(codes, dates, close, high, low):  # pragma: no cover - compiled
+    """One pass: group boundaries, sortedness, first-valid rows and the first bad row.
+
+    Returns ``(status, bad_row, offsets, starts)``; status 0 = fine, 1 = not sorted by
+    symbol/date (caller sorts and rescans), 2 = the same date twice within a symbol,
+    3 = NaN after a symbol's first valid row.
+    """
+    n = codes.shape[0]
+    bounds = np.empty(n + 1, dtype=np.int64)
+    n_groups = 0
+    if n > 0:
+        bounds[0] = 0
+        n_groups = 1
+    for i in range(1, n):
+        if codes[i] != codes[i - 1]:
+            if codes[i] < codes[i - 1]:
+                return 1, i, bounds[:1], bounds[:1]
+            bounds[n_groups] = i
+            n_groups += 1
+        elif dates[i] <= dates[i - 1]:
+            if dates[i] == dates[i - 1]:
+                return 2, i, bounds[:1], bounds[:1]
+            return 1, i, bounds[:1], bounds[:1]
+    bounds[n_groups] = n
+    offsets = bounds[: n_groups + 1].copy()
+    starts = np.empty(n_groups, dtype=np.int64)
+    for g in range(n_groups):
+        a = offsets[g]
+        b = offsets[g + 1]
+        s = a
+        while s < b and not (
+            np.isfinite(close[s]) and np.isfinite(high[s]) and np.isfinite(low[s])
+        ):
+            s += 1
+        starts[g] = s
+        for i in range(s, b):
+            if not (np.isfinite(close[i]) and np.isfinite(high[i]) and np.isfinite(low[i])):
+                return 3, i, offsets, starts
+    return 0, -1, offsets, starts
+
+
+def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
+    col = prices[name]
+    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"column {name!r} must be numeric (float64), got dtype {col.dtype}")
+    return np.ascontiguousarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def panel_from_frame(prices: pd.DataFrame) -> Panel:
+    """Build a :class:`Panel` from a long price frame (columns symbol, date, high, low, close).
+
+    The frame need not be sorted: if it is not sorted by symbol then date, a stable sort
+    order is computed and kept in ``Panel.order``. Raises ``ValueError`` naming the
+    column, symbol or date on a missing column, a non-numeric price column, the same date
+    twice for a symbol, or a NaN price after a symbol's first complete row.
+    """
+    if not isinstance(prices, pd.DataFrame):
+        raise ValueError(f"prices must be a pandas DataFrame, got {type(prices).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in prices.columns]
+    if missing:
+        raise ValueError(
+            f"prices is missing required column(s) {missing}; it has {list(prices.columns)}"
+        )
+    symbol = prices["symbol"]
+    if isinstance(symbol.dtype, pd.CategoricalDtype):
+        codes = symbol.cat.codes.to_numpy()
+        names = np.asarray(symbol.cat.categories, dtype=object)
+        if (codes < 0).any():
+            row = int(np.flatnonzero(codes < 0)[0])
+            raise ValueError(f"prices has a missing symbol at row {prices.index[row]!r}")
+    else:
+        if symbol.isna().any():
+            row = int(np.flatnonzero(symbol.isna().to_numpy())[0])
+            raise ValueError(f"prices has a missing symbol at row {prices.index[row]!r}")
+        codes, names = pd.factorize(symbol, sort=True)
+    date = prices["date"]
+    if not pd.api.types.is_datetime64_any_dtype(date.dtype):
+        raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
+    if date.isna().any():
+        row = int(np.flatnonzero(date.isna().to_numpy())[0])
+        raise ValueError(f"prices has a missing date at row {prices.index[row]!r}")
+    dates = date.to_numpy().view(np.int64)
+    close = _float_column(prices, "close")
+    high = _float_column(prices, "high")
+    low = _float_column(prices, "low")
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+
+    order = None
+    status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+    if status == 1:
+        order = np.lexsort((dates, codes))
+        codes, dates = codes[order], dates[order]
+        close, high, low = close[order], high[order], low[order]
+        status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+    if status == 2:
+        raise ValueError(
+            f"symbol {names[codes[bad]]!r} has the date "
+            f"{pd.Timestamp(dates[bad], unit='ns').date()} twice; "
+            "deduplicate the prices (load_prices does) before computing indicators"
+        )
+    if status == 3:
+        row = bad if order is None else int(order[bad])
+        raise ValueError(
+            f"symbol {names[codes[bad]]!r} has a NaN close/high/low on "
+            f"{pd.Timestamp(dates[bad], unit='ns').date()} (row {prices.index[row]!r}) after "
+            "its first complete row; only leading NaNs are allowed"
+        )
+    used = tuple(str(names[c]) for c in codes[offsets[:-1]]) if codes.size else ()
+    return Panel(close, high, low, offsets, starts, used, order)
+
+
+def panel_from_arrays(
+    close: np.ndarray,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
+) -> Panel:
+    """Build a :class:`Panel` directly from flat arrays (benchmarks and notebooks).
+
+    ``offsets`` (length n_symbols + 1, starting at 0 and ending at len(close)) defaults
+    to one symbol; ``high``/``low`` default to ``close`` (so ATR becomes the mean
+    absolute close-to-close move).
+    """
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    high = close if high is None else np.ascontiguousarray(high, dtype=np.float64)
+    low = close if low is None else np.ascontiguousarray(low, dtype=np.float64)
+    if not close.shape == high.shape == low.shape or close.ndim != 1:
+        raise ValueError("close, high and low must be 1-D arrays of the same length")
+    if offsets is None:
+        offsets = np.array([0, close.shape[0]], dtype=np.int64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets[0] != 0 or offsets[-1] != close.shape[0] or (np.diff(offsets) < 1).any():
+        raise ValueError("offsets must start at 0, end at len(close) and strictly increase")
+    codes = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
+    dates = np.arange(close.shape[0], dtype=np.int64)
+    status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+    if status == 3:
+        raise ValueError(f"NaN price at flat row {bad} after its symbol's first complete row")
+    names = tuple(f"S{s:04d}" for s in range(offsets.shape[0] - 1))
+    return Panel(close, high, low, offsets, starts, names, None)

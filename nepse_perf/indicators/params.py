@@ -1,0 +1,92 @@
+"""Indicator parameters, their validation, and each output's warm-up length (lookback)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+#: The ten output series of the pipeline, in the order every backend fills them.
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "sma",
+    "ema",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr",
+)
+
+
+@dataclass(frozen=True)
+class IndicatorParams:
+    """Windows (in bars) and the band width of the six indicators; defaults are TA-Lib's.
+
+    ``sma_period`` SMA window, ``ema_period`` EMA span (alpha = 2/(n+1)), ``rsi_period`` and
+    ``atr_period`` Wilder periods (alpha = 1/n), ``macd_fast``/``macd_slow``/``macd_signal``
+    the MACD EMA spans, ``bb_period`` the Bollinger window and ``bb_nbdev`` the band width in
+    population standard deviations. Construction validates every value and raises
+    ``ValueError`` naming the offending parameter.
+    """
+
+    sma_period: int = 20
+    ema_period: int = 20
+    rsi_period: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_period: int = 20
+    bb_nbdev: float = 2.0
+    atr_period: int = 14
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "bb_nbdev":
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"bb_nbdev must be a number, got {value!r}")
+                if not math.isfinite(value) or value <= 0:
+                    raise ValueError(f"bb_nbdev must be finite and > 0, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{f.name} must be an integer window, got {value!r}")
+            if value < 2:
+                raise ValueError(f"{f.name} must be >= 2 bars, got {value}")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(
+                f"macd_fast must be < macd_slow, got fast={self.macd_fast}, slow={self.macd_slow}"
+            )
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: float) -> IndicatorParams:
+        """Build parameters from keyword arguments, rejecting unknown names with a ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown indicator parameter(s) {unknown}; valid names: {sorted(known)}"
+            )
+        return cls(**kwargs)
+
+    def as_dict(self) -> dict[str, float]:
+        """The parameters as a plain dict (for reports and cache keys)."""
+        return asdict(self)
+
+    def lookbacks(self) -> dict[str, int]:
+        """Leading NaN rows of each output column for one symbol (TA-Lib's lookback)."""
+        macd = self.macd_slow - 1 + self.macd_signal - 1
+        return {
+            "sma": self.sma_period - 1,
+            "ema": self.ema_period - 1,
+            "rsi": self.rsi_period,
+            "macd": macd,
+            "macd_signal": macd,
+            "macd_hist": macd,
+            "bb_upper": self.bb_period - 1,
+            "bb_middle": self.bb_period - 1,
+            "bb_lower": self.bb_period - 1,
+            "atr": self.atr_period,
+        }

@@ -1,0 +1,92 @@
+"""Shared fixtures: the TA-Lib reference, the real sample and small synthetic panels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
+
+
+def talib_reference(prices: pd.DataFrame, **params: float) -> pd.DataFrame:
+    """TA-Lib called directly per symbol (sorted by date), aligned to ``prices``' index.
+
+    Independent of the package's panel code: it groups with pandas, skips each symbol's
+    leading rows with a NaN price and calls TA-Lib on the rest.
+    """
+    p = IndicatorParams.from_kwargs(**params)
+    result = pd.DataFrame(np.nan, index=prices.index, columns=list(OUTPUT_COLUMNS))
+    for _, group in prices.groupby("symbol", observed=True, sort=False):
+        group = group.sort_values("date")
+        ok = group[["close", "high", "low"]].notna().all(axis=1).to_numpy()
+        if not ok.any():
+            continue
+        group = group.iloc[int(np.argmax(ok)) :]
+        c, h, lo = (group[k].to_numpy(np.float64) for k in ("close", "high", "low"))
+        macd = talib.MACD(c, p.macd_fast, p.macd_slow, p.macd_signal)
+        bands = talib.BBANDS(c, p.bb_period, p.bb_nbdev, p.bb_nbdev, 0)
+        cols = [
+            talib.SMA(c, p.sma_period),
+            talib.EMA(c, p.ema_period),
+            talib.RSI(c, p.rsi_period),
+            *macd,
+            *bands,
+            talib.ATR(h, lo, c, p.atr_period),
+        ]
+        result.loc[group.index, list(OUTPUT_COLUMNS)] = np.column_stack(cols)
+    return result
+
+
+def assert_matches_talib(got: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-9) -> None:
+    """Same index, same columns, NaNs in the same places, values within rtol/atol 1e-9."""
+    assert list(got.columns) == list(OUTPUT_COLUMNS)
+    assert got.index.equals(ref.index)
+    assert (got.dtypes == np.float64).all()
+    for col in OUTPUT_COLUMNS:
+        g, r = got[col].to_numpy(), ref[col].to_numpy()
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"NaN pattern of {col}")
+        np.testing.assert_allclose(g, r, rtol=rtol, atol=1e-9, err_msg=col)
+
+
+def make_prices(closes: dict[str, np.ndarray], spread: float = 0.02, seed: int = 0) -> pd.DataFrame:
+    """A long price frame from per-symbol close arrays, with high/low around the close."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for sym, c in closes.items():
+        c = np.asarray(c, dtype=np.float64)
+        wiggle = np.abs(rng.normal(0, spread, c.shape)) * np.nan_to_num(c, nan=1.0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": sym,
+                    "date": pd.bdate_range("2020-01-01", periods=len(c)),
+                    "open": c,
+                    "high": c + wiggle,
+                    "low": c - wiggle * 0.9,
+                    "close": c,
+                    "volume": 1000.0,
+                    "turnover": 1000.0 * np.nan_to_num(c),
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out["symbol"] = out["symbol"].astype("category")
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_prices() -> pd.DataFrame:
+    """Every real stock and index file of the shipped sample, loaded once."""
+    from nepse_perf.data import load_prices, sample_path
+
+    return load_prices(sample_path())
+
+
+@pytest.fixture(scope="session")
+def capstone_index() -> pd.DataFrame:
+    """The 1997-2019 NEPSE index history (capstone2020), loaded once."""
+    from nepse_perf.data import load_prices, sample_path
+
+    return load_prices(sample_path().parent / "capstone2020" / "nepse_index.csv")
