@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .indicators import (
+    gpu_cuda,
     numba_fused,
     numba_kernels,
     numpy_vectorised,
@@ -33,13 +34,15 @@ class Backend:
     """A named way of computing the pipeline: ``compute(panel, params, out)`` fills ``out``.
 
     ``jit`` says whether the first call in a process compiles code (benchmarks time that
-    call separately); ``description`` is one line for tables and ``--help``.
+    call separately); ``description`` is one line for tables and ``--help``; ``available``
+    says whether this machine can run it (the ``gpu`` backend needs a CUDA GPU).
     """
 
     name: str
     compute: ComputeFn
     description: str
     jit: bool = False
+    available: Callable[[], bool] = lambda: True
 
 
 BACKENDS: dict[str, Backend] = {
@@ -56,8 +59,20 @@ BACKENDS: dict[str, Backend] = {
             jit=True,
         ),
         Backend("talib", talib_wrapper.compute, "TA-Lib C library per symbol"),
+        Backend(
+            "gpu",
+            gpu_cuda.compute,
+            "numba.cuda kernel, one thread per symbol",
+            jit=True,
+            available=gpu_cuda.gpu_available,
+        ),
     )
 }
+
+
+def available_backends() -> list[str]:
+    """Names of the backends this machine can run (``gpu`` only with a CUDA GPU/simulator)."""
+    return [name for name, b in BACKENDS.items() if b.available()]
 
 
 def get_backend(name: str) -> Backend:

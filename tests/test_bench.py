@@ -33,7 +33,7 @@ from nepse_perf.bench.runner import (
 )
 from nepse_perf.data import synthetic_prices
 from nepse_perf.indicators import panel_from_frame
-from nepse_perf.pipeline import BACKENDS, compute_panel
+from nepse_perf.pipeline import BACKENDS, available_backends, compute_panel
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,8 @@ def test_machine_info_keys():
 
 def test_select_backends_default_skips_python_only_when_large():
     names, notes = select_backends(None, 1000)
-    assert names == list(BACKENDS) and notes == []
+    assert names == available_backends()
+    assert len(notes) == len(BACKENDS) - len(names)  # one note per unavailable backend (gpu)
     names, notes = select_backends(None, PYTHON_MAX_ROWS + 1)
     assert "python" not in names and any("python skipped" in n for n in notes)
     names, _ = select_backends(["python", "numba", "python"], PYTHON_MAX_ROWS + 1)
@@ -179,7 +180,7 @@ def test_compare_to_reference_flags_differences(tiny_prices):
 
 def test_run_benchmark_rows_and_checks(results):
     assert list(results.columns) == list(RESULT_COLUMNS)
-    assert list(results["label"]) == [*BACKENDS, OVERHEAD_LABEL, END_TO_END_LABEL]
+    assert list(results["label"]) == [*available_backends(), OVERHEAD_LABEL, END_TO_END_LABEL]
     checked = results[results["kind"] != "overhead"]
     assert (checked["check"] == "ok").all(), checked[["label", "max_abs_diff", "check"]]
     assert checked["nan_match"].astype(bool).all()
@@ -252,3 +253,11 @@ def test_write_reports(results, tmp_path):
     assert len(doc["rows"]) == len(results)
     assert doc["rows"][1]["label"] == "pandas" and doc["rows"][1]["speedup_vs_pandas"] == 1.0
     assert "| backend |" in paths["md"].read_text()
+
+
+def test_unavailable_backend_is_refused_with_the_reason():
+    missing = [n for n in BACKENDS if n not in available_backends()]
+    if not missing:
+        pytest.skip("every backend is available on this machine (a CUDA GPU is present)")
+    with pytest.raises(ValueError, match=r"not available on this machine.*NUMBA_ENABLE_CUDASIM"):
+        select_backends(missing, 1000)

@@ -8,7 +8,8 @@ from conftest import assert_matches_talib, make_prices, talib_reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nepse_perf import BACKENDS, compute_indicators
+from nepse_perf import compute_indicators
+from nepse_perf.pipeline import available_backends
 
 paths = st.lists(
     st.tuples(
@@ -46,7 +47,7 @@ def _closes(spec: list[tuple[int, float, float, int, bool]]) -> dict[str, np.nda
     return out
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", sorted(available_backends()))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=paths, params=windows)
 def test_random_paths_match_talib(backend: str, spec: list, params: dict) -> None:

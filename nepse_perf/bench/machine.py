@@ -166,4 +166,32 @@ def machine_info() -> dict[str, Any]:
             if k in os.environ
         },
         "datetime": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "gpu": gpu_info(),
     }
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """The CUDA device (name, compute capability, driver and runtime versions), or None.
+
+    ``None`` when numba.cuda finds no GPU; ``{"device": "CUDA simulator"}`` when
+    ``NUMBA_ENABLE_CUDASIM=1``.
+    """
+    from ..indicators import gpu_cuda
+
+    if not gpu_cuda.gpu_available():
+        return None
+    if gpu_cuda.simulator_enabled():
+        return {"device": "CUDA simulator"}
+    from numba import cuda
+
+    dev = cuda.get_current_device()
+    info: dict[str, Any] = {
+        "device": gpu_cuda.device_name(),
+        "compute_capability": ".".join(map(str, dev.compute_capability)),
+    }
+    try:
+        info["driver"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
+        info["runtime"] = ".".join(map(str, cuda.runtime.get_version()))
+    except Exception as exc:  # versions are informative only
+        info["driver"] = f"unknown ({type(exc).__name__})"
+    return info

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
@@ -95,7 +95,10 @@ def select_backends(requested: Sequence[str] | None, n_rows: int) -> tuple[list[
     """
     notes: list[str] = []
     if requested is None:
-        names = list(BACKENDS)
+        names = [n for n, b in BACKENDS.items() if b.available()]
+        for n in BACKENDS:
+            if n not in names:
+                notes.append(f"{n} skipped: not available on this machine (no CUDA GPU found)")
         if n_rows > PYTHON_MAX_ROWS and "python" in names:
             names.remove("python")
             est = n_rows * 1.4e-6  # measured: ~1.7 s at 1.25M rows on a 2-core EPYC
@@ -112,6 +115,13 @@ def select_backends(requested: Sequence[str] | None, n_rows: int) -> tuple[list[
         )
     if not requested:
         raise ValueError(f"no backend selected; valid backends: {', '.join(BACKENDS)}")
+    missing = [n for n in requested if not BACKENDS[n].available()]
+    if missing:
+        raise ValueError(
+            f"backend(s) {', '.join(map(repr, missing))} not available on this machine: the gpu "
+            "backend needs an NVIDIA GPU with a CUDA driver (NUMBA_ENABLE_CUDASIM=1 runs it "
+            "in Numba's CUDA simulator, on the CPU and slowly)"
+        )
     return list(dict.fromkeys(requested)), notes
 
 
@@ -180,6 +190,45 @@ class _Entry:
     first: float = math.nan
     times: list[float] = field(default_factory=list)
     result: tuple[float, bool, bool] | None = None
+
+
+def _gpu_phase_rows(
+    panel: Panel, params: IndicatorParams, repeat: int, n_rows: int, bound: float
+) -> list[dict]:
+    """Median host-to-device, kernel and device-to-host seconds of the gpu backend (rows)."""
+    from ..indicators.gpu_cuda import compute_with_timing
+
+    out = np.empty((10, n_rows))
+    compute_with_timing(panel, params, out)  # warm-up (compile)
+    phases = [compute_with_timing(panel, params, out) for _ in range(repeat)]
+    rows = []
+    for label, attr in (
+        ("gpu: host -> device copy", "host_to_device"),
+        ("gpu: kernel only", "kernel"),
+        ("gpu: device -> host copy", "device_to_host"),
+    ):
+        times = [getattr(t, attr) for t in phases]
+        median = float(np.median(times))
+        rows.append(
+            {
+                "label": label,
+                "kind": "gpu phase",
+                "description": "one phase of the gpu backend, after cuda.synchronize()",
+                "jit": False,
+                "repeats": len(times),
+                "median_s": median,
+                "best_s": float(min(times)),
+                "first_call_s": math.nan,
+                "rows_per_s": n_rows / median if median > 0 else math.inf,
+                "speedup_vs_pandas": math.nan,
+                "bound_s": bound,
+                "x_bandwidth_bound": median / bound,
+                "max_abs_diff": math.nan,
+                "nan_match": None,
+                "check": "n/a",
+            }
+        )
+    return rows
 
 
 def run_benchmark(
@@ -341,10 +390,12 @@ def run_benchmark(
                 "check": "n/a" if ok is None else ("ok" if ok else "FAIL"),
             }
         )
+    if "gpu" in names:
+        rows.extend(_gpu_phase_rows(panel, params, repeat, n_rows, bound))
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     if BASELINE in names:
         base = float(results.loc[results["label"] == BASELINE, "median_s"].iloc[0])
-        timed = results["kind"] != "overhead"
+        timed = ~results["kind"].isin(["overhead", "gpu phase"])
         results.loc[timed, "speedup_vs_pandas"] = base / results.loc[timed, "median_s"]
     else:
         notes.append(f"speed-up vs pandas: n/a ({BASELINE} was not run)")

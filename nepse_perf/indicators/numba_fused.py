@@ -20,13 +20,31 @@ from .params import IndicatorParams
 
 @numba.njit(cache=True, nogil=True)
 def fused_symbol(
-    close, high, low, sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, nbdev, atr_n, out, a, v, b
+    close,
+    high,
+    low,
+    sma_n,
+    ema_n,
+    rsi_n,
+    fast,
+    slow,
+    signal,
+    bb_n,
+    nbdev,
+    atr_n,
+    out,
+    first,
+    count,
+    stride,
 ):  # pragma: no cover - compiled
-    """One symbol, rows a..b of the panel, first complete bar v: every output in one pass."""
+    """One symbol's ``count`` bars, bar j at flat index ``first + j * stride``: all outputs.
+
+    ``close``/``high``/``low`` are flat arrays and ``out`` is (10, len(close)). On the CPU a
+    symbol's bars are contiguous (``stride`` 1); the GPU backend stores bars time-major
+    (``stride`` = number of symbols) so that neighbouring threads read neighbouring
+    addresses, and compiles this same function as its device function.
+    """
     nan = math.nan
-    for i in range(a, v):
-        for k in range(10):
-            out[k, i] = nan
     ke = 2.0 / (ema_n + 1)
     kf = 2.0 / (fast + 1)
     ks = 2.0 / (slow + 1)
@@ -48,8 +66,11 @@ def fused_symbol(
     w_m2 = 0.0
     atr = 0.0
     prev = 0.0
-    for i in range(v, b):
-        j = i - v
+    sma_back = (sma_n - 1) * stride
+    bb_back = bb_n * stride
+    bb_back1 = (bb_n - 1) * stride
+    i = first
+    for j in range(count):
         x = close[i]
         # SMA
         if j < sma_n - 1:
@@ -58,7 +79,7 @@ def fused_symbol(
         else:
             t_sma += x
             out[0, i] = t_sma / sma_n
-            t_sma -= close[i - sma_n + 1]
+            t_sma -= close[i - sma_back]
         # EMA
         if j < ema_n - 1:
             t_ema += x
@@ -132,7 +153,7 @@ def fused_symbol(
             w_mean += delta / (j + 1)
             w_m2 += delta * (x - w_mean)
         else:
-            old = close[i - bb_n]
+            old = close[i - bb_back]
             delta = x - old
             prev_mean = w_mean
             w_mean += delta / bb_n
@@ -143,7 +164,7 @@ def fused_symbol(
             out[8, i] = nan
         else:
             mid = t_bb / bb_n
-            t_bb -= close[i - bb_n + 1]
+            t_bb -= close[i - bb_back1]
             var = w_m2 / bb_n
             sd = math.sqrt(var) * nbdev if var > 0.0 else 0.0
             out[6, i] = mid + sd
@@ -170,6 +191,7 @@ def fused_symbol(
                 atr = (atr * (atr_n - 1) + tr) / atr_n
                 out[9, i] = atr
         prev = x
+        i += stride
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -192,6 +214,10 @@ def fused_panel(
 ):  # pragma: no cover - compiled
     """Fused pass over every symbol, symbols spread over threads with ``prange``."""
     for s in numba.prange(offsets.shape[0] - 1):
+        v = starts[s]
+        for i in range(offsets[s], v):
+            for k in range(10):
+                out[k, i] = math.nan
         fused_symbol(
             close,
             high,
@@ -206,9 +232,9 @@ def fused_panel(
             nbdev,
             atr_n,
             out,
-            offsets[s],
-            starts[s],
-            offsets[s + 1],
+            v,
+            offsets[s + 1] - v,
+            1,
         )
 
 
@@ -232,6 +258,10 @@ def fused_panel_serial(
 ):  # pragma: no cover - compiled
     """The same fused pass on one thread (for thread pools that release the GIL)."""
     for s in range(offsets.shape[0] - 1):
+        v = starts[s]
+        for i in range(offsets[s], v):
+            for k in range(10):
+                out[k, i] = math.nan
         fused_symbol(
             close,
             high,
@@ -246,9 +276,9 @@ def fused_panel_serial(
             nbdev,
             atr_n,
             out,
-            offsets[s],
-            starts[s],
-            offsets[s + 1],
+            v,
+            offsets[s + 1] - v,
+            1,
         )
 
 

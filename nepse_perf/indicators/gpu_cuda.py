@@ -1,0 +1,149 @@
+"""Backend ``gpu``: the fused pipeline on an NVIDIA GPU with ``numba.cuda``, one thread per symbol.
+
+EMA, RSI, ATR and MACD are recurrences: sequential in time, independent across symbols.
+So each CUDA thread runs one symbol's whole series, using the *same* Python function as the
+CPU's fused kernel (:func:`numba_fused.fused_symbol`, compiled here as a device function).
+Prices are laid out time-major, shape (bars, symbols) flattened, so at every step the 32
+threads of a warp read 32 neighbouring float64 values: coalesced loads. Data movement is
+explicit: host-to-device copy, kernel and device-to-host copy are timed separately
+(:func:`run_on_gpu`), each after ``cuda.synchronize()``.
+
+Without a GPU, ``compute`` raises :class:`GPUUnavailableError`. With the environment
+variable ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported, the same kernel runs in
+Numba's CUDA simulator on the CPU (slowly: use tiny panels), which is how CI tests it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .numpy_vectorised import to_time_major
+from .panel import Panel
+from .params import IndicatorParams
+
+#: Threads per block; 128 keeps several blocks per SM even for a few thousand symbols.
+THREADS_PER_BLOCK = 128
+
+
+class GPUUnavailableError(RuntimeError):
+    """Raised by the ``gpu`` backend when no CUDA GPU (and no CUDA simulator) is available."""
+
+
+def simulator_enabled() -> bool:
+    """True when ``NUMBA_ENABLE_CUDASIM=1`` is set (Numba's CUDA simulator, CPU only)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def gpu_available() -> bool:
+    """True when ``numba.cuda`` finds a usable GPU, or when the CUDA simulator is on."""
+    from numba import cuda
+
+    return bool(cuda.is_available())
+
+
+def device_name() -> str:
+    """The current CUDA device's name (``'CUDA simulator'`` in the simulator)."""
+    from numba import cuda
+
+    if simulator_enabled():
+        return "CUDA simulator"
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+@dataclass(frozen=True)
+class GPUTiming:
+    """Seconds spent in each phase of one GPU run (each measured after a synchronize)."""
+
+    host_to_device: float
+    kernel: float
+    device_to_host: float
+
+    @property
+    def total(self) -> float:
+        """Transfers plus kernel, in seconds."""
+        return self.host_to_device + self.kernel + self.device_to_host
+
+
+def run_on_gpu(
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    lengths: np.ndarray,
+    params: IndicatorParams,
+    dtype: type = np.float64,
+) -> tuple[np.ndarray, GPUTiming]:
+    """Run the kernel on time-major (bars, symbols) arrays; returns (10, bars, symbols) outputs.
+
+    ``lengths[s]`` is the number of valid bars of symbol ``s`` (rows beyond it are padding
+    and come back unspecified). ``dtype`` float32 halves the bytes moved; the kernel then
+    stores float32 but still accumulates in float64. Raises :class:`GPUUnavailableError`
+    without a GPU.
+    """
+    from numba import cuda
+
+    if not gpu_available():
+        raise GPUUnavailableError(
+            "the 'gpu' backend needs an NVIDIA GPU with a working CUDA driver, and numba.cuda "
+            "found none; set NUMBA_ENABLE_CUDASIM=1 (before importing numba) to run the "
+            "kernel in Numba's CUDA simulator on the CPU instead"
+        )
+    bars, n_symbols = close.shape
+    flat = [np.ascontiguousarray(a, dtype=dtype).reshape(-1) for a in (close, high, low)]
+    p = params
+    from .gpu_kernel import fused_kernel as kernel
+
+    cuda.synchronize()
+    t0 = time.perf_counter()
+    d_close, d_high, d_low = (cuda.to_device(a) for a in flat)
+    d_len = cuda.to_device(np.ascontiguousarray(lengths, dtype=np.int64))
+    d_out = cuda.device_array((10, bars * n_symbols), dtype=dtype)
+    cuda.synchronize()
+    t1 = time.perf_counter()
+    blocks = max(1, (n_symbols + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+    kernel[blocks, THREADS_PER_BLOCK](
+        d_close,
+        d_high,
+        d_low,
+        d_len,
+        p.sma_period,
+        p.ema_period,
+        p.rsi_period,
+        p.macd_fast,
+        p.macd_slow,
+        p.macd_signal,
+        p.bb_period,
+        p.bb_nbdev,
+        p.atr_period,
+        d_out,
+    )
+    cuda.synchronize()
+    t2 = time.perf_counter()
+    out = d_out.copy_to_host()
+    cuda.synchronize()
+    t3 = time.perf_counter()
+    return out.reshape(10, bars, n_symbols), GPUTiming(t1 - t0, t2 - t1, t3 - t2)
+
+
+def compute_with_timing(
+    panel: Panel, params: IndicatorParams, out: np.ndarray, dtype: type = np.float64
+) -> GPUTiming:
+    """Fill ``out`` (10 x n_rows, panel order) on the GPU and return the phase timings."""
+    close, (rows, bar, sym) = to_time_major(panel, panel.close)
+    high, _ = to_time_major(panel, panel.high)
+    low, _ = to_time_major(panel, panel.low)
+    lengths = panel.offsets[1:] - panel.starts
+    grids, timing = run_on_gpu(close, high, low, lengths, params, dtype)
+    out[:] = np.nan
+    for k in range(10):
+        out[k, rows] = grids[k][bar, sym]
+    return timing
+
+
+def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
+    """Fill ``out`` (10 x n_rows) with the CUDA kernel (float64)."""
+    compute_with_timing(panel, params, out)

@@ -1,0 +1,76 @@
+"""The gpu backend: a clear error without a GPU, and TA-Lib-exact in Numba's CUDA simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nepse_perf import compute_indicators, synthetic_prices
+from nepse_perf.indicators.gpu_cuda import GPUUnavailableError, gpu_available
+
+SIMULATED = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from conftest import make_prices, talib_reference, assert_matches_talib
+    from nepse_perf import compute_indicators, synthetic_prices
+    from nepse_perf.indicators import panel_from_frame, IndicatorParams
+    from nepse_perf.indicators.gpu_cuda import compute_with_timing, device_name
+    from nepse_perf.workbook import max_abs_diff
+
+    rng = np.random.default_rng(5)
+    walk = np.round(400 * np.exp(np.cumsum(rng.normal(0, 0.02, 70))), 1)
+    late = walk.copy()
+    late[:4] = np.nan
+    prices = make_prices({"WALK": walk, "SHORT": walk[:20], "TINY": walk[:3], "FLAT":
+                          np.full(40, 46612.3), "LATE": late})
+    got = compute_indicators(prices, "gpu")
+    assert_matches_talib(got, talib_reference(prices))
+    params = dict(sma_period=5, ema_period=9, rsi_period=3, macd_fast=4, macd_slow=11,
+                  macd_signal=3, bb_period=6, bb_nbdev=1.5, atr_period=4)
+    assert_matches_talib(compute_indicators(prices, "gpu", **params),
+                         talib_reference(prices, **params))
+    syn = synthetic_prices(6, 90, seed=3)
+    panel = panel_from_frame(syn)
+    ref = compute_indicators(syn, "talib").to_numpy().T
+    out64 = np.empty((10, panel.n_rows)); out32 = np.empty((10, panel.n_rows))
+    timing = compute_with_timing(panel, IndicatorParams(), out64)
+    compute_with_timing(panel, IndicatorParams(), out32, dtype=np.float32)
+    print(json.dumps({"device": device_name(), "f64": max_abs_diff(out64, ref),
+                      "f32": max_abs_diff(out32, ref), "kernel_s": timing.kernel}))
+    """
+)
+
+
+def test_simulated_kernel_matches_talib(tmp_path) -> None:
+    """The CUDA kernel's logic, run by Numba's CUDA simulator on a small panel."""
+    script = tmp_path / "simulated.py"
+    script.write_text(SIMULATED)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    tests_dir = os.path.dirname(__file__)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", str(script), tests_dir],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["device"] == "CUDA simulator"
+    assert report["f64"] < 1e-8  # float64: TA-Lib-exact (relative 1e-9 at these prices)
+    assert 1e-6 < report["f32"] < 1e-1  # float32 storage: visible but small rounding
+
+
+@pytest.mark.skipif(gpu_available(), reason="a CUDA GPU is present on this machine")
+def test_without_gpu_the_error_says_so() -> None:
+    with pytest.raises(GPUUnavailableError, match=r"needs an NVIDIA GPU.*NUMBA_ENABLE_CUDASIM=1"):
+        compute_indicators(synthetic_prices(2, 40), "gpu")
