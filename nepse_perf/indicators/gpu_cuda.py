@@ -105,22 +105,7 @@ def run_on_gpu(
     cuda.synchronize()
     t1 = time.perf_counter()
     blocks = max(1, (n_symbols + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
-    kernel[blocks, THREADS_PER_BLOCK](
-        d_close,
-        d_high,
-        d_low,
-        d_len,
-        p.sma_period,
-        p.ema_period,
-        p.rsi_period,
-        p.macd_fast,
-        p.macd_slow,
-        p.macd_signal,
-        p.bb_period,
-        p.bb_nbdev,
-        p.atr_period,
-        d_out,
-    )
+    kernel[blocks, THREADS_PER_BLOCK](d_close, d_high, d_low, d_len, *p.kernel_args(), d_out)
     cuda.synchronize()
     t2 = time.perf_counter()
     out = d_out.copy_to_host()

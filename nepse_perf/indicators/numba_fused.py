@@ -284,23 +284,7 @@ def fused_panel_serial(
 
 def kernel_args(panel: Panel, params: IndicatorParams) -> tuple:
     """The positional arguments of ``fused_panel`` for a panel (without ``out``)."""
-    p = params
-    return (
-        panel.close,
-        panel.high,
-        panel.low,
-        panel.offsets,
-        panel.starts,
-        p.sma_period,
-        p.ema_period,
-        p.rsi_period,
-        p.macd_fast,
-        p.macd_slow,
-        p.macd_signal,
-        p.bb_period,
-        p.bb_nbdev,
-        p.atr_period,
-    )
+    return (panel.close, panel.high, panel.low, panel.offsets, panel.starts, *params.kernel_args())
 
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:

@@ -59,21 +59,12 @@ def compute_panel(
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` (10 x n_rows) with the compiled per-indicator kernels."""
-    p = params
     compute_panel(
         panel.close,
         panel.high,
         panel.low,
         panel.offsets,
         panel.starts,
-        p.sma_period,
-        p.ema_period,
-        p.rsi_period,
-        p.macd_fast,
-        p.macd_slow,
-        p.macd_signal,
-        p.bb_period,
-        p.bb_nbdev,
-        p.atr_period,
+        *params.kernel_args(),
         out,
     )

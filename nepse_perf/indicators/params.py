@@ -75,6 +75,20 @@ class IndicatorParams:
         """The parameters as a plain dict (for reports and cache keys)."""
         return asdict(self)
 
+    def kernel_args(self) -> tuple[int, int, int, int, int, int, int, float, int]:
+        """The parameters in the order the compiled kernels take them (after the prices)."""
+        return (
+            self.sma_period,
+            self.ema_period,
+            self.rsi_period,
+            self.macd_fast,
+            self.macd_slow,
+            self.macd_signal,
+            self.bb_period,
+            self.bb_nbdev,
+            self.atr_period,
+        )
+
     def lookbacks(self) -> dict[str, int]:
         """Leading NaN rows of each output column for one symbol (TA-Lib's lookback)."""
         macd = self.macd_slow - 1 + self.macd_signal - 1
