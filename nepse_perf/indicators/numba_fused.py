@@ -64,6 +64,7 @@ def fused_symbol(
     t_bb = 0.0
     w_mean = 0.0
     w_m2 = 0.0
+    run = 0
     atr = 0.0
     prev = 0.0
     sma_back = (sma_n - 1) * stride
@@ -146,13 +147,29 @@ def fused_symbol(
             out[3, i] = m
             out[4, i] = g
             out[5, i] = m - g
-        # Bollinger Bands: running total for the middle, rolling Welford for the variance
+        # Bollinger Bands: running total for the middle; for the variance a rolling
+        # Welford update, restarted exactly (two passes) every bb_n bars
         t_bb += x
-        if j < bb_n:
-            delta = x - w_mean
-            w_mean += delta / (j + 1)
-            w_m2 += delta * (x - w_mean)
-        else:
+        run = run + 1 if j > 0 and x == prev else 1
+        if run >= bb_n:  # a flat window: exactly zero, no rounding carried forward
+            w_mean = x
+            w_m2 = 0.0
+        elif (j + 1) % bb_n == 0:
+            k = i - bb_back1
+            first_bb = close[k]
+            acc = 0.0
+            for _ in range(bb_n):
+                acc += close[k] - first_bb
+                k += stride
+            shift = acc / bb_n
+            w_m2 = 0.0
+            k = i - bb_back1
+            for _ in range(bb_n):
+                d = close[k] - first_bb - shift
+                w_m2 += d * d
+                k += stride
+            w_mean = first_bb + shift
+        elif j >= bb_n:
             old = close[i - bb_back]
             delta = x - old
             prev_mean = w_mean

@@ -140,10 +140,11 @@ def bbands_into(x, n, nbdev, out_upper, out_middle, out_lower):
     """Bollinger Bands: SMA(n) middle +/- nbdev population standard deviations.
 
     The middle band is the SMA's running total. The variance is updated with Welford's
-    rolling form (add the new bar and drop the oldest in one step), which stays accurate
-    when the window is nearly flat at a high price; the textbook running sum of squares,
-    ``E[x^2] - E[x]^2``, loses every digit there (x^2 ~ 2e9 for UNL at 46,600 NPR). A variance that
-    rounds to zero or below gives zero width.
+    rolling form (add the new bar and drop the oldest in one step) and recomputed in two
+    passes every n bars, so rounding never piles up over a long series. A window of
+    identical closes is exactly 0, TA-Lib's value (sqrt would magnify leftover rounding
+    there). The textbook running sum of squares, ``E[x^2] - E[x]^2``, instead loses every
+    digit in a nearly flat window at a high price (x^2 ~ 2e9 for UNL at 46,600 NPR).
     """
     m = len(x)
     for i in range(min(n - 1, m)):
@@ -153,22 +154,32 @@ def bbands_into(x, n, nbdev, out_upper, out_middle, out_lower):
     if m < n:
         return
     total = 0.0
-    mean = 0.0
-    m2 = 0.0
+    run = 0  # how many bars in a row, ending at i, have exactly the same close
     for i in range(n - 1):
         total += x[i]
-        delta = x[i] - mean
-        mean += delta / (i + 1)
-        m2 += delta * (x[i] - mean)
+        run = run + 1 if i > 0 and x[i] == x[i - 1] else 1
+    mean = 0.0
+    m2 = 0.0
     for i in range(n - 1, m):
         total += x[i]
         mid = total / n
         total -= x[i - n + 1]
-        if i == n - 1:
-            delta = x[i] - mean
-            mean += delta / n
-            m2 += delta * (x[i] - mean)
-        else:
+        run = run + 1 if x[i] == x[i - 1] else 1
+        if run >= n:  # a flat window: exactly zero, and no rounding carried forward
+            mean = x[i]
+            m2 = 0.0
+        elif (i + 1) % n == 0:  # exact restart: two passes, shifted by the window's first bar
+            first = x[i - n + 1]
+            acc = 0.0
+            for k in range(i - n + 1, i + 1):
+                acc += x[k] - first
+            shift = acc / n
+            m2 = 0.0
+            for k in range(i - n + 1, i + 1):
+                d = x[k] - first - shift
+                m2 += d * d
+            mean = first + shift
+        else:  # Welford: x[i] enters, x[i-n] leaves
             old = x[i - n]
             delta = x[i] - old
             prev_mean = mean
