@@ -96,6 +96,20 @@ def compute_panel(
     return out
 
 
+def frame_from_block(block: np.ndarray, panel: Panel, index: pd.Index) -> pd.DataFrame:
+    """Wrap a panel-ordered 10 x n output block as the indicator frame, in the frame's row order.
+
+    When the frame was not sorted by symbol/date (``panel.order`` is set) the rows are
+    scattered back into a new block; otherwise ``block`` becomes the frame's data without a
+    copy. Columns are ``OUTPUT_COLUMNS``.
+    """
+    if panel.order is not None:
+        unsorted = np.empty_like(block)
+        unsorted[:, panel.order] = block
+        block = unsorted
+    return pd.DataFrame(block.T, index=index, columns=list(OUTPUT_COLUMNS), copy=False)
+
+
 def compute_indicators(
     prices: pd.DataFrame, backend: str = "numba_parallel", **params: float
 ) -> pd.DataFrame:
@@ -117,8 +131,4 @@ def compute_indicators(
     out = np.empty((len(OUTPUT_COLUMNS), panel.n_rows), dtype=np.float64)
     if panel.n_rows:
         impl.compute(panel, p, out)
-    if panel.order is not None:
-        unsorted = np.empty_like(out)
-        unsorted[:, panel.order] = out
-        out = unsorted
-    return pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+    return frame_from_block(out, panel, prices.index)

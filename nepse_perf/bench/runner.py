@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from ..indicators.talib_wrapper import indicators_for_symbol
-from ..pipeline import BACKENDS, compute_indicators, compute_panel
+from ..pipeline import BACKENDS, compute_indicators, compute_panel, frame_from_block
 from .machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
 from .timing import format_seconds, timed_call
 
@@ -169,15 +169,6 @@ def compare_to_reference(got: np.ndarray, ref: np.ndarray) -> tuple[float, bool,
     return worst, nan_match, ok
 
 
-def _frame_from_block(out: np.ndarray, panel: Panel, index: pd.Index) -> pd.DataFrame:
-    """The output assembly of ``compute_indicators``: scatter back to frame order, wrap."""
-    if panel.order is not None:
-        unsorted = np.empty_like(out)
-        unsorted[:, panel.order] = out
-        out = unsorted
-    return pd.DataFrame(out.T, index=index, columns=list(OUTPUT_COLUMNS), copy=False)
-
-
 @dataclass
 class _Entry:
     label: str
@@ -310,7 +301,7 @@ def run_benchmark(
                     label=OVERHEAD_LABEL,
                     kind="overhead",
                     description="panel_from_frame(prices) + scatter/wrap of the 10 x n block",
-                    fn=lambda: _frame_from_block(ref, panel_from_frame(frame), frame.index),
+                    fn=lambda: frame_from_block(ref, panel_from_frame(frame), frame.index),
                 )
             )
             if "numba_parallel" in names:
