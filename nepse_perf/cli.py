@@ -1,4 +1,5 @@
-"""The ``nepse-perf`` command line: ``bench`` (race the backends) and ``indicators`` (compute).
+"""The ``nepse-perf`` command line: ``bench`` (race the backends), ``sweep`` (time against panel
+size, CPU vs GPU) and ``indicators`` (compute).
 
 User errors (unknown backend, bad size, unreadable input, unsupported output suffix) print
 one message to stderr and return exit status 2, never a traceback; a failure to write the
@@ -13,10 +14,13 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import pandas as pd
+
 from . import __version__
 from .bench.machine import machine_info, memory_bandwidth
 from .bench.report import format_header, format_table, write_reports
 from .bench.runner import SIZES, run_benchmark, select_backends
+from .bench.sweep import RECORDED_SWEEP, format_sweep, panel_size_sweep, write_sweep
 from .data import DataError, load_prices, synthetic_prices
 from .indicators.panel import panel_from_frame
 from .indicators.params import IndicatorParams
@@ -53,8 +57,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    values = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with the ``bench`` and ``indicators`` subcommands."""
+    """The argparse parser with the ``bench``, ``sweep`` and ``indicators`` subcommands."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Fast NEPSE stock indicators (SMA, EMA, RSI, MACD, Bollinger, ATR): "
@@ -109,6 +120,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bar or notes, just the table")
     b.set_defaults(func=_cmd_bench)
+
+    recorded = RECORDED_SWEEP.parent.relative_to(RECORDED_SWEEP.parents[2])
+    sw = sub.add_parser(
+        "sweep",
+        help="time backends against panel size (when does the GPU win?), write sweep.json/.csv/.png",
+        description="Time CPU backends and the gpu backend (float64 and float32 storage, each "
+        "call split into host layout, host -> device copy, kernel and device -> host copy) on "
+        "synthetic panels of growing symbol counts, check each against TA-Lib and write "
+        f"sweep.json/.csv/.png. A sweep recorded on a real GPU belongs in {recorded}/ "
+        "(notebook 08 charts it).",
+    )
+    sw.add_argument(
+        "--symbols",
+        type=_int_list,
+        default=[100, 300, 1000, 3000, 10000],
+        metavar="S1,S2,...",
+        help="symbol counts (default 100,300,1000,3000,10000)",
+    )
+    sw.add_argument(
+        "--days", type=_positive_int, default=2500, metavar="T", help="days per symbol (2500)"
+    )
+    sw.add_argument(
+        "--backends",
+        metavar="A,B,...",
+        help="comma-separated (default: numba_parallel,talib, plus gpu when a GPU is found)",
+    )
+    sw.add_argument(
+        "--repeat", type=_positive_int, default=5, metavar="N", help="timed repeats (default 5)"
+    )
+    sw.add_argument("--seed", type=int, default=0, metavar="K", help="synthetic seed (default 0)")
+    sw.add_argument("--no-float32", action="store_true", help="gpu in float64 only")
+    sw.add_argument(
+        "--no-check", action="store_true", help="skip the TA-Lib comparison (one TA-Lib run/size)"
+    )
+    sw.add_argument(
+        "--out",
+        type=Path,
+        default=Path("sweep-results"),
+        metavar="DIR",
+        help=f"output directory (default sweep-results/; a real-GPU record: {recorded}/)",
+    )
+    sw.add_argument("--quiet", action="store_true", help="no progress lines, just the table")
+    sw.set_defaults(func=_cmd_sweep)
 
     ind = sub.add_parser(
         "indicators",
@@ -226,6 +280,46 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"{PROG} bench: error: cannot write reports to {args.out}: {exc}", file=sys.stderr)
         return 1
     say("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    backends = _parse_backends(args.backends)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    try:  # fail now, not after the sweep, if the reports cannot be written
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG} sweep: error: cannot write to {args.out}: {exc}", file=sys.stderr)
+        return 1
+
+    def save(partial: pd.DataFrame) -> None:  # after every size: a run cut short keeps it
+        write_sweep(partial, args.out)
+        say(f"saved {partial['n_symbols'].nunique()} size(s) to {args.out}")
+
+    results = panel_size_sweep(
+        args.symbols,
+        args.days,
+        backends,
+        args.repeat,
+        seed=args.seed,
+        gpu_float32=not args.no_float32,
+        check=not args.no_check,
+        progress=say,
+        on_size=save,
+    )
+    attrs = results.attrs
+    gpu = attrs["gpu"] or {}
+    print(
+        f"device: {attrs['device'] or 'no GPU'}"
+        + "".join(f", {k} {gpu[k]}" for k in ("compute_capability", "driver") if k in gpu)
+        + f"; {attrs['n_days']:,} days per symbol; median of {attrs['repeat']} calls; "
+        f"{attrs['date']}"
+    )
+    print(format_sweep(results))
+    failed = sorted(set(results.loc[results["check"] == "FAIL", "label"]))
+    if failed:
+        print(f"TA-Lib check FAILED for: {', '.join(failed)}")
+    say("wrote " + ", ".join(str(args.out / f"sweep.{x}") for x in ("json", "csv", "png")))
     return 0
 
 

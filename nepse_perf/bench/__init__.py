@@ -2,7 +2,9 @@
 
 ``measure`` (timing cells in the notebooks), ``machine_info``/``memory_bandwidth``
 (where the numbers came from, GB/s), ``run_benchmark`` (one row per backend) and
-``write_reports`` (CSV, Markdown, PNG, JSON). ``nepse-perf bench`` drives them all.
+``write_reports`` (CSV, Markdown, PNG, JSON). ``nepse-perf bench`` drives them all;
+``panel_size_sweep``/``write_sweep`` (``nepse-perf sweep``) time backends against panel size,
+CPU against GPU.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ from __future__ import annotations
 from .machine import Bandwidth, machine_info, memory_bandwidth, pipeline_bound_seconds
 from .report import format_header, format_table, to_markdown, write_reports
 from .runner import SIZES, compare_to_reference, reference_block, run_benchmark, select_backends
+from .sweep import (
+    RECORDED_SWEEP,
+    load_recorded_sweep,
+    load_sweep,
+    panel_size_sweep,
+    plot_sweep,
+    simulated_gpu_report,
+    write_sweep,
+)
 from .timing import Timing, format_seconds, measure, timed_call
 
 __all__ = [
+    "RECORDED_SWEEP",
     "SIZES",
     "Bandwidth",
     "Timing",
@@ -20,14 +32,20 @@ __all__ = [
     "format_header",
     "format_seconds",
     "format_table",
+    "load_recorded_sweep",
+    "load_sweep",
     "machine_info",
     "measure",
     "memory_bandwidth",
+    "panel_size_sweep",
     "pipeline_bound_seconds",
+    "plot_sweep",
     "reference_block",
     "run_benchmark",
     "select_backends",
+    "simulated_gpu_report",
     "timed_call",
     "to_markdown",
     "write_reports",
+    "write_sweep",
 ]

@@ -19,9 +19,9 @@ import os
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from .numpy_vectorised import to_time_major
 from .panel import Panel
 from .params import IndicatorParams
 
@@ -114,18 +114,63 @@ def run_on_gpu(
     return out.reshape(10, bars, n_symbols), GPUTiming(t1 - t0, t2 - t1, t3 - t2)
 
 
+@numba.njit(cache=True, parallel=True)
+def _gather_time_major(values, starts, lengths, n_bars, grid):  # pragma: no cover - compiled
+    """grid[t, s] = bar t of symbol s (padding left untouched); rows in parallel."""
+    n_symbols = lengths.shape[0]
+    for t in numba.prange(n_bars):
+        for s in range(n_symbols):
+            if t < lengths[s]:
+                grid[t, s] = values[starts[s] + t]
+
+
+@numba.njit(cache=True, parallel=True)
+def _scatter_panel(grids, offsets, starts, lengths, out):  # pragma: no cover - compiled
+    """out[k, row] from time-major grids[k, t, s]; leading-NaN rows set to NaN."""
+    n_symbols = lengths.shape[0]
+    for s in numba.prange(n_symbols):
+        for i in range(offsets[s], starts[s]):
+            for k in range(10):
+                out[k, i] = np.nan
+        v = starts[s]
+        for k in range(10):
+            for t in range(lengths[s]):
+                out[k, v + t] = grids[k, t, s]
+
+
+def to_device_layout(panel: Panel, dtype: type = np.float64) -> tuple[np.ndarray, ...]:
+    """Time-major (bars, symbols) close, high and low plus per-symbol lengths, compiled gather.
+
+    Bar 0 of every symbol is its first complete bar; rows past a symbol's length are
+    padding the kernel never reads.
+    """
+    lengths = panel.offsets[1:] - panel.starts
+    n_bars = int(lengths.max()) if lengths.size else 0
+    grids = []
+    for values in (panel.close, panel.high, panel.low):
+        grid = np.empty((n_bars, panel.n_symbols), dtype=dtype)
+        _gather_time_major(values, panel.starts, lengths, n_bars, grid)
+        grids.append(grid)
+    return (*grids, lengths)
+
+
+def from_device_layout(grids: np.ndarray, panel: Panel, out: np.ndarray) -> None:
+    """Scatter (10, bars, symbols) kernel outputs back into ``out`` (10 x n_rows, panel order)."""
+    lengths = panel.offsets[1:] - panel.starts
+    _scatter_panel(grids, panel.offsets, panel.starts, lengths, out)
+
+
 def compute_with_timing(
     panel: Panel, params: IndicatorParams, out: np.ndarray, dtype: type = np.float64
 ) -> GPUTiming:
-    """Fill ``out`` (10 x n_rows, panel order) on the GPU and return the phase timings."""
-    close, (rows, bar, sym) = to_time_major(panel, panel.close)
-    high, _ = to_time_major(panel, panel.high)
-    low, _ = to_time_major(panel, panel.low)
-    lengths = panel.offsets[1:] - panel.starts
+    """Fill ``out`` (10 x n_rows, panel order) on the GPU and return the phase timings.
+
+    The host-side layout change (to time-major and back, compiled and parallel) is not
+    part of the returned phases; time the whole call to include it.
+    """
+    close, high, low, lengths = to_device_layout(panel, dtype)
     grids, timing = run_on_gpu(close, high, low, lengths, params, dtype)
-    out[:] = np.nan
-    for k in range(10):
-        out[k, rows] = grids[k][bar, sym]
+    from_device_layout(grids, panel, out)
     return timing
 
 
