@@ -1,0 +1,495 @@
+"""The pipeline over a pool of processes or threads, one task per chunk of symbols.
+
+``compute_indicators_parallel(prices, backend, workers=..., executor="process"|"thread")``
+splits the sorted panel into contiguous chunks of whole symbols, runs the backend on each
+chunk in a worker and puts the ten output rows back in place, so the result is the same
+frame, to the last bit, that ``compute_indicators(prices, backend)`` returns. Indicators of
+one symbol never depend on another symbol, which is what makes the split safe.
+
+Processes sidestep the GIL but pay for it: each task's prices are pickled to the worker and
+its 10 x rows output block pickled back. Threads share memory and pay nothing, but only run
+at the same time while the kernel releases the GIL; the fused Numba kernel does
+(``nogil=True``), so with ``executor="thread"`` the ``numba_parallel`` backend runs its
+single-threaded nogil version, each thread writing its own column range of one shared output
+block (the ``numba`` backend's kernels run the same way but hold the GIL).
+
+Failures are isolated per symbol: a chunk that raises is retried symbol by symbol in the
+worker, and every symbol that still fails (or whose worker process died) is named in
+:attr:`ParallelResult.failed`, with its rows NaN, while the other symbols' results are kept;
+:meth:`ParallelResult.unwrap` turns failures into a :class:`ParallelError` that carries the
+partial result. :func:`process_pool` and :func:`thread_pool` make reusable pools with every
+worker started; :func:`measure_interleaved` times variants in alternation, which is how the
+notebooks compare them on a shared machine.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .bench.timing import Timing, timed_call
+from .data import load_prices
+from .indicators import numba_fused, numba_kernels
+from .indicators.panel import Panel, panel_from_frame
+from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from .pipeline import get_backend
+
+__all__ = [
+    "ComputeFn",
+    "ParallelError",
+    "ParallelResult",
+    "chunk_bounds",
+    "compute_indicators_parallel",
+    "compute_indicators_with",
+    "compute_panel_parallel",
+    "default_workers",
+    "indicators_for_file",
+    "measure_interleaved",
+    "process_pool",
+    "single_thread_compute",
+    "speedup_table",
+    "sub_panel",
+    "thread_pool",
+]
+
+#: A kernel: ``compute(panel, params, out)`` fills the 10 x panel.n_rows block ``out``.
+ComputeFn = Callable[[Panel, IndicatorParams, np.ndarray], None]
+
+#: Chunks per worker when ``chunk_symbols`` is not given: enough to balance uneven
+#: symbol lengths, few enough that per-task overhead stays small.
+CHUNKS_PER_WORKER = 4
+
+_N_OUT = len(OUTPUT_COLUMNS)
+
+
+class ParallelError(RuntimeError):
+    """Raised by :meth:`ParallelResult.unwrap` when symbols failed; carries the partial result.
+
+    ``failed`` maps each failed symbol to its error message, ``result`` is the whole
+    :class:`ParallelResult` (the other symbols' indicators are in ``result.indicators``).
+    """
+
+    def __init__(self, result: ParallelResult) -> None:
+        self.result = result
+        self.failed = dict(result.failed)
+        names = sorted(self.failed)
+        shown = "; ".join(f"{s}: {self.failed[s]}" for s in names[:3])
+        more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
+        super().__init__(f"{len(names)} symbol(s) failed: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class ParallelResult:
+    """What :func:`compute_indicators_parallel` returns: the indicators plus the failures.
+
+    ``indicators`` has the index of the input prices and the ten output columns; rows of a
+    symbol listed in ``failed`` (symbol -> ``"ExceptionType: message"``) are NaN.
+    ``tasks`` is the number of chunks submitted, ``workers`` the pool size and ``executor``
+    ``"process"``, ``"thread"`` or the executor's class name. ``ok`` is True when nothing
+    failed; ``unwrap()`` returns the frame or raises :class:`ParallelError`.
+    """
+
+    indicators: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+    tasks: int = 0
+    workers: int = 1
+    executor: str = "process"
+
+    @property
+    def ok(self) -> bool:
+        """True when every symbol was computed."""
+        return not self.failed
+
+    def unwrap(self) -> pd.DataFrame:
+        """The indicators if every symbol succeeded, else raise :class:`ParallelError`."""
+        if self.failed:
+            raise ParallelError(self)
+        return self.indicators
+
+
+def default_workers() -> int:
+    """Number of CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def single_thread_compute(backend: str | ComputeFn) -> ComputeFn:
+    """The kernel a worker runs for ``backend``: one thread only, so pools do not oversubscribe.
+
+    ``"numba_parallel"`` maps to the fused kernel's serial nogil version (the same arithmetic,
+    hence identical results, without ``prange``); other names map to their backend's
+    ``compute``; a callable is returned as is (it must be importable to reach processes).
+    """
+    if callable(backend):
+        return backend
+    if backend == "numba_parallel":
+        return numba_fused.compute_serial
+    return get_backend(backend).compute
+
+
+def chunk_bounds(n_symbols: int, chunk_symbols: int) -> list[tuple[int, int]]:
+    """``[(first, end), ...]`` symbol ranges of at most ``chunk_symbols`` symbols each."""
+    if isinstance(chunk_symbols, bool) or not isinstance(chunk_symbols, int) or chunk_symbols < 1:
+        raise ValueError(f"chunk_symbols must be an int >= 1, got {chunk_symbols!r}")
+    return [(a, min(a + chunk_symbols, n_symbols)) for a in range(0, n_symbols, chunk_symbols)]
+
+
+def sub_panel(panel: Panel, first: int, end: int) -> Panel:
+    """Symbols ``first..end-1`` of a sorted panel as a panel of their own (rows from 0).
+
+    The price arrays are views (no copy here; pickling copies only these rows); offsets and
+    first-valid rows are shifted so the sub-panel starts at row 0.
+    """
+    r0, r1 = int(panel.offsets[first]), int(panel.offsets[end])
+    return Panel(
+        panel.close[r0:r1],
+        panel.high[r0:r1],
+        panel.low[r0:r1],
+        panel.offsets[first : end + 1] - r0,
+        panel.starts[first:end] - r0,
+        panel.symbols[first:end],
+        None,
+    )
+
+
+def _run_chunk(
+    backend: str | ComputeFn, panel: Panel, params: IndicatorParams
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Worker task: the chunk's 10 x rows block and ``{symbol: error}`` for symbols that failed.
+
+    The whole chunk runs in one call; only if that raises is it redone symbol by symbol, so
+    one bad symbol costs its neighbours nothing but the retry.
+    """
+    compute = single_thread_compute(backend)
+    out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
+    try:
+        compute(panel, params, out)
+        return out, {}
+    except Exception:
+        pass
+    failed: dict[str, str] = {}
+    for s in range(panel.n_symbols):
+        a, b = int(panel.offsets[s]), int(panel.offsets[s + 1])
+        one = np.empty((_N_OUT, b - a), dtype=np.float64)
+        try:
+            compute(sub_panel(panel, s, s + 1), params, one)
+        except Exception as exc:
+            one.fill(np.nan)
+            failed[panel.symbols[s]] = _describe(exc)
+        out[:, a:b] = one
+    return out, failed
+
+
+def _in_place_kernel(compute: ComputeFn) -> Callable[..., None] | None:
+    """The compiled panel loop behind ``compute`` if it writes only its own rows, else None.
+
+    Both take the fused kernel's positional arguments; the fused one releases the GIL, the
+    per-indicator one (backend ``numba``) does not, which makes them a fair pair to compare.
+    """
+    if compute is numba_fused.compute_serial:
+        return numba_fused.fused_panel_serial
+    if compute is numba_kernels.compute:
+        return numba_kernels.compute_panel
+    return None
+
+
+def _run_in_place(
+    kernel: Callable[..., None],
+    panel: Panel,
+    first: int,
+    end: int,
+    params: IndicatorParams,
+    out: np.ndarray,
+) -> dict[str, str]:
+    """Thread task: symbols ``first..end-1`` written by a compiled kernel straight into ``out``.
+
+    The full arrays are passed with this chunk's offsets, so the kernel writes only its own
+    rows of the shared block: no copy in, no copy out. If the chunk raises, it is redone
+    symbol by symbol and ``{symbol: error}`` is returned for those that fail (rows NaN).
+    """
+    args = list(numba_fused.kernel_args(panel, params))
+    args[3] = panel.offsets[first : end + 1]
+    args[4] = panel.starts[first:end]
+    try:
+        kernel(*args, out)
+        return {}
+    except Exception:
+        pass
+    failed: dict[str, str] = {}
+    for s in range(first, end):
+        args[3] = panel.offsets[s : s + 2]
+        args[4] = panel.starts[s : s + 1]
+        try:
+            kernel(*args, out)
+        except Exception as exc:
+            out[:, panel.offsets[s] : panel.offsets[s + 1]] = np.nan
+            failed[panel.symbols[s]] = _describe(exc)
+    return failed
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def process_pool(
+    workers: int | None = None, start_method: str | None = None
+) -> ProcessPoolExecutor:
+    """A process pool whose workers can run the pipeline, all started now (reuse it across calls).
+
+    ``start_method`` defaults to ``"forkserver"`` where it exists (Linux, macOS; Python
+    3.14's default on Linux): workers are forked from a clean server process that has
+    imported this module once, which is both safe in a multi-threaded parent (Jupyter,
+    Numba's thread pool) and quick to start. ``"spawn"`` is the portable fallback. With
+    these methods ``ProcessPoolExecutor`` starts workers lazily, so this function starts all
+    ``workers`` at once: the first timed call does not pay for it.
+    """
+    if start_method is None:
+        methods = multiprocessing.get_all_start_methods()
+        start_method = "forkserver" if "forkserver" in methods else "spawn"
+    ctx = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        ctx.set_forkserver_preload([__name__])
+    n = workers or default_workers()
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    # Each submit finds no finished task yet, so each starts a new worker process.
+    for fut in [pool.submit(os.getpid) for _ in range(n)]:
+        fut.result()
+    return pool
+
+
+def thread_pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """A thread pool with all ``workers`` threads started now (reuse it across calls).
+
+    ``ThreadPoolExecutor`` starts a new thread only when no earlier task has finished since
+    (it counts finished tasks, not idle threads), so a pool fed sub-millisecond tasks can run
+    everything on one thread for a long time. Here ``workers`` tasks wait on a barrier until
+    every thread exists.
+    """
+    n = workers or default_workers()
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nepse")
+    barrier = threading.Barrier(n)
+    for fut in [pool.submit(barrier.wait, 10.0) for _ in range(n)]:
+        fut.result()
+    return pool
+
+
+def _validate(backend: str | ComputeFn, workers: int | None) -> int:
+    if isinstance(backend, str):
+        get_backend(backend)  # unknown name: ValueError now, not in every worker
+    elif not callable(backend):
+        raise ValueError(f"backend must be a backend name or a callable, got {backend!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
+    return workers or default_workers()
+
+
+def compute_panel_parallel(
+    panel: Panel,
+    backend: str | ComputeFn = "pandas",
+    params: IndicatorParams | None = None,
+    *,
+    workers: int | None = None,
+    chunk_symbols: int | None = None,
+    executor: Literal["process", "thread"] | Executor = "process",
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The parallel engine on a prepared panel: returns ``(out, failed)``.
+
+    ``out`` is the 10 x n_rows block in panel order (allocated unless given; reuse one to
+    time the kernels alone), ``failed`` maps symbol -> error message (those rows are NaN).
+    Arguments as in :func:`compute_indicators_parallel`; the number of tasks is
+    ``len(chunk_bounds(panel.n_symbols, chunk_symbols))``.
+    """
+    p = params or IndicatorParams()
+    n_workers = _validate(backend, workers)
+    if chunk_symbols is None:
+        chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))
+    bounds = chunk_bounds(panel.n_symbols, chunk_symbols)
+    if out is None:
+        out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
+    elif (
+        out.shape != (_N_OUT, panel.n_rows) or out.dtype != np.float64 or not out.flags.c_contiguous
+    ):
+        raise ValueError(
+            f"out must be a C-contiguous float64 array of shape {(_N_OUT, panel.n_rows)}"
+        )
+
+    own: Executor | None = None
+    if executor == "process":
+        own = process_pool(n_workers)
+    elif executor == "thread":
+        own = thread_pool(n_workers)
+    elif not isinstance(executor, Executor):
+        raise ValueError(f"executor must be 'process', 'thread' or an Executor, got {executor!r}")
+    pool: Executor = own if own is not None else executor
+    kernel = _in_place_kernel(single_thread_compute(backend))
+    in_place = kernel is not None and isinstance(pool, ThreadPoolExecutor)
+
+    failed: dict[str, str] = {}
+    try:
+        futures: dict[Future, tuple[int, int]] = {}
+        for a, b in bounds:
+            if in_place:
+                fut = pool.submit(_run_in_place, kernel, panel, a, b, p, out)
+            else:
+                fut = pool.submit(_run_chunk, backend, sub_panel(panel, a, b), p)
+            futures[fut] = (a, b)
+        for fut, (a, b) in futures.items():
+            r0, r1 = int(panel.offsets[a]), int(panel.offsets[b])
+            try:
+                result = fut.result()
+            except Exception as exc:  # the worker died, or the task could not be sent
+                out[:, r0:r1] = np.nan
+                failed.update(dict.fromkeys(panel.symbols[a:b], _describe(exc)))
+                continue
+            if isinstance(result, dict):  # written in place by a thread
+                failed.update(result)
+                continue
+            block, chunk_failed = result
+            out[:, r0:r1] = block
+            failed.update(chunk_failed)
+    finally:
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)
+    return out, {s: failed[s] for s in sorted(failed)}
+
+
+def compute_indicators_parallel(
+    prices: pd.DataFrame,
+    backend: str | ComputeFn = "pandas",
+    *,
+    workers: int | None = None,
+    chunk_symbols: int | None = None,
+    executor: Literal["process", "thread"] | Executor = "process",
+    **params: float,
+) -> ParallelResult:
+    """Compute the indicators with a pool of workers, one task per chunk of whole symbols.
+
+    ``backend`` is a name from ``BACKENDS`` (``"numba_parallel"`` runs single-threaded in
+    each worker) or a kernel ``compute(panel, params, out)``; ``workers`` defaults to the
+    CPUs available; ``chunk_symbols`` (symbols per task) defaults to about
+    ``CHUNKS_PER_WORKER`` tasks per worker. ``executor`` is ``"process"`` (a fresh process
+    pool, closed afterwards: pass a pool from :func:`process_pool` to reuse one),
+    ``"thread"`` (a thread pool sharing the arrays; only kernels that release the GIL run at
+    the same time) or any ``concurrent.futures.Executor`` (e.g. :func:`thread_pool`). Returns a
+    :class:`ParallelResult` whose frame equals ``compute_indicators(prices, backend)``; a
+    symbol whose kernel raised, or whose worker died, is named in ``failed`` and its rows
+    are NaN. Bad prices or parameters raise ``ValueError`` before any task starts.
+    """
+    p = IndicatorParams.from_kwargs(**params)
+    n_workers = _validate(backend, workers)
+    panel = panel_from_frame(prices)
+    if chunk_symbols is None:
+        chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))
+    tasks = len(chunk_bounds(panel.n_symbols, chunk_symbols))
+    out, failed = compute_panel_parallel(
+        panel,
+        backend,
+        p,
+        workers=n_workers,
+        chunk_symbols=chunk_symbols,
+        executor=executor,
+    )
+    if panel.order is not None:
+        unsorted = np.empty_like(out)
+        unsorted[:, panel.order] = out
+        out = unsorted
+    frame = pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+    kind = executor if isinstance(executor, str) else type(executor).__name__
+    return ParallelResult(frame, failed, tasks, n_workers, kind)
+
+
+def measure_interleaved(
+    fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, warmup: int = 1
+) -> dict[str, Timing]:
+    """Time several functions in alternation: round after round, each function called once.
+
+    On a machine that also runs other work, the second core comes and goes; timing one
+    variant after another lets a busy spell hit only some of them and skews every speed-up.
+    Interleaving spreads it over all of them alike. Each call is timed like
+    ``bench.timing.measure`` (GC off, ``perf_counter``); ``warmup`` untimed rounds come first
+    (the first warm-up call of each function is kept as ``Timing.first``). Returns
+    name -> :class:`~nepse_perf.bench.timing.Timing`, in seconds.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    first: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(warmup + rounds):
+        for name, fn in fns.items():
+            elapsed, result = timed_call(fn)
+            del result
+            if r < warmup:
+                first.setdefault(name, elapsed)
+            else:
+                times[name].append(elapsed)
+    return {name: Timing(tuple(times[name]), first.get(name)) for name in fns}
+
+
+def speedup_table(runs: Mapping[object, Timing], base: object) -> pd.DataFrame:
+    """Median and best time (ms) of each run and both speed-ups against the run ``base``.
+
+    ``runs`` is what :func:`measure_interleaved` returns; the table is rounded to 2 decimals,
+    one row per run in the given order.
+    """
+    table = pd.DataFrame(
+        {
+            "median (ms)": [t.median * 1e3 for t in runs.values()],
+            "best (ms)": [t.best * 1e3 for t in runs.values()],
+        },
+        index=list(runs),
+    )
+    table["speed-up (median)"] = table.loc[base, "median (ms)"] / table["median (ms)"]
+    table["speed-up (best)"] = table.loc[base, "best (ms)"] / table["best (ms)"]
+    return table.round(2)
+
+
+def compute_indicators_with(
+    prices: pd.DataFrame, compute: ComputeFn, params: IndicatorParams | None = None
+) -> pd.DataFrame:
+    """``compute_indicators`` with an explicit kernel (e.g. a single-threaded one) in this process.
+
+    Same contract as :func:`nepse_perf.compute_indicators`: any row order, the result has
+    the index of ``prices`` and the ten float64 output columns.
+    """
+    panel = panel_from_frame(prices)
+    out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
+    if panel.n_rows:
+        compute(panel, params or IndicatorParams(), out)
+    if panel.order is not None:
+        unsorted = np.empty_like(out)
+        unsorted[:, panel.order] = out
+        out = unsorted
+    return pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+
+
+def indicators_for_file(
+    path: str | PathLike[str], backend: str = "pandas", **params: float
+) -> pd.DataFrame:
+    """Load one per-symbol CSV and return its prices with the ten indicator columns appended.
+
+    The chapter's ``process_symbol`` done right: a module-level (importable, hence picklable)
+    function that receives only a file name, so a pool ships a short string to each worker
+    instead of the data, and the reading and parsing run in parallel too. ``numba_parallel``
+    runs single-threaded here, like in every pool worker.
+    """
+    prices = load_prices(path)
+    p = IndicatorParams.from_kwargs(**params)
+    return prices.join(compute_indicators_with(prices, single_thread_compute(backend), p))
