@@ -31,6 +31,7 @@ from ..data import synthetic_prices
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import IndicatorParams
 from ..pipeline import BACKENDS, compute_panel
+from .report import _jsonable
 from .runner import compare_to_reference, reference_block, select_backends
 from .timing import format_seconds, timed_call
 
@@ -263,14 +264,6 @@ def panel_size_sweep(
         if on_size is not None:
             on_size(results)
     return results
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        return _jsonable(value.item())
-    return value
 
 
 def sweep_table(results: pd.DataFrame) -> pd.DataFrame:

@@ -211,6 +211,50 @@ def fused_symbol(
         i += stride
 
 
+@numba.njit(cache=True, nogil=True)
+def panel_symbol(
+    close,
+    high,
+    low,
+    offsets,
+    starts,
+    s,
+    sma_n,
+    ema_n,
+    rsi_n,
+    fast,
+    slow,
+    signal,
+    bb_n,
+    nbdev,
+    atr_n,
+    out,
+):  # pragma: no cover - compiled
+    """Symbol ``s`` of a panel: NaN for its leading incomplete rows, then the fused pass."""
+    v = starts[s]
+    for i in range(offsets[s], v):
+        for k in range(10):
+            out[k, i] = math.nan
+    fused_symbol(
+        close,
+        high,
+        low,
+        sma_n,
+        ema_n,
+        rsi_n,
+        fast,
+        slow,
+        signal,
+        bb_n,
+        nbdev,
+        atr_n,
+        out,
+        v,
+        offsets[s + 1] - v,
+        1,
+    )
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def fused_panel(
     close,
@@ -231,14 +275,13 @@ def fused_panel(
 ):  # pragma: no cover - compiled
     """Fused pass over every symbol, symbols spread over threads with ``prange``."""
     for s in numba.prange(offsets.shape[0] - 1):
-        v = starts[s]
-        for i in range(offsets[s], v):
-            for k in range(10):
-                out[k, i] = math.nan
-        fused_symbol(
+        panel_symbol(
             close,
             high,
             low,
+            offsets,
+            starts,
+            s,
             sma_n,
             ema_n,
             rsi_n,
@@ -249,9 +292,6 @@ def fused_panel(
             nbdev,
             atr_n,
             out,
-            v,
-            offsets[s + 1] - v,
-            1,
         )
 
 
@@ -275,14 +315,13 @@ def fused_panel_serial(
 ):  # pragma: no cover - compiled
     """The same fused pass on one thread (for thread pools that release the GIL)."""
     for s in range(offsets.shape[0] - 1):
-        v = starts[s]
-        for i in range(offsets[s], v):
-            for k in range(10):
-                out[k, i] = math.nan
-        fused_symbol(
+        panel_symbol(
             close,
             high,
             low,
+            offsets,
+            starts,
+            s,
             sma_n,
             ema_n,
             rsi_n,
@@ -293,9 +332,6 @@ def fused_panel_serial(
             nbdev,
             atr_n,
             out,
-            v,
-            offsets[s + 1] - v,
-            1,
         )
 
 
