@@ -440,9 +440,8 @@ def test_missing_capstone_column(tmp_path: Path) -> None:
 
 
 def test_unknown_format(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "yahoo.csv", ["2020-01-01,1,1,1,1,10"], header="Date,Open,High,Low,Close,Volume"
-    )
+    # Date,Open,High,Low,Close,Volume is the ohlcv format now (tests/test_data_formats.py).
+    path = write(tmp_path, "ticks.csv", ["2020-01-01,1,10"], header="When,Price,Qty")
     with pytest.raises(DataError, match=re.escape(f"{path}, line 1: unknown format")) as err:
         load_prices(path)
     assert HEADER in str(err.value)
@@ -467,5 +466,9 @@ def test_missing_path(tmp_path: Path) -> None:
         load_prices(tmp_path / "nope.csv")
 
 
-def test_data_error_is_value_error() -> None:
-    assert issubclass(DataError, ValueError)
+def test_data_error_is_caught_as_value_error_and_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("this is not a price file\n1,2\n")
+    with pytest.raises(ValueError, match=r"bad\.csv") as info:  # callers may catch ValueError
+        load_prices(bad)
+    assert type(info.value) is DataError

@@ -1,22 +1,28 @@
-"""Load NEPSE daily price CSV files into one long, validated price frame.
+"""Load daily price files (CSV or Parquet) into one long, validated price frame.
 
-Two source formats are recognised from the header line (see ``data/nepse/SOURCE.md``):
+The layout of each file is recognised from its header line (CSV) or column names (Parquet);
+:mod:`nepse_perf.data.formats` lists them:
 
 * ``nepal-market-data`` per-symbol files:
   ``published_date,open,high,low,close,per_change,traded_quantity,traded_amount,status``;
 * the ``capstone2020`` index history:
   ``S.N,Date,Open,High,Low,Close,Absolute,Percentage,Volume,Trunover`` (newest first, line 2
-  blank, ``%`` text with non-breaking spaces, literal ``nan``).
+  blank, ``%`` text with non-breaking spaces, literal ``nan``), both as described in
+  ``data/nepse/SOURCE.md``;
+* ``long``, the loader's own output (``symbol,date,open,high,low,close,volume[,turnover]``),
+  as written by ``to_csv``/``to_parquet``, one file or several (a symbol may span files);
+* ``ohlcv``, one symbol per file (``Date,Open,High,Low,Close[,Volume]``, any letter case);
+* anything else through an explicit ``columns`` mapping (and ``date_format``).
 
-The symbol of a file is its stem (``ADBL.csv`` -> ``ADBL``, ``nepse_index.csv`` ->
-``nepse_index``).  Nothing here hard-codes a symbol list, assumes a weekday calendar, prints or
-warns.
+Without a symbol column the symbol of a file is its stem (``ADBL.csv`` -> ``ADBL``,
+``nepse_index.csv`` -> ``nepse_index``).  Every row of every format goes through the same
+checks.  Nothing here hard-codes a symbol list, assumes a weekday calendar, prints or warns.
 """
 
 from __future__ import annotations
 
+import csv
 import io
-import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .corporate_actions import adjust_for_gaps
 from .errors import DataError
+from .formats import Layout, check_column_mapping, detect_layout
 from .quality import check_prices
 from .schema import OHLC, PRICE_COLUMNS, VALUE_COLUMNS
 
@@ -45,131 +54,105 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 #: How many problems a message quotes before summarising the rest.
 _QUOTE = 3
 
+#: The first (and last) four bytes of every Parquet file.
+_PARQUET_MAGIC = b"PAR1"
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_DATA_SUFFIXES = (".csv", *_PARQUET_SUFFIXES)
 
-@dataclass(frozen=True)
-class _Format:
-    """One source layout: its canonical header and the source column of each output column."""
+#: The default (and the sample's) date layout.
+_ISO_DATE = "%Y-%m-%d"
 
-    name: str
-    header: tuple[str, ...]
-    date: str
-    columns: Mapping[str, str]  # output column -> source column
-
-    def matches(self, fields: list[str]) -> bool:
-        # A file belongs to a format when its header starts like the canonical one; a missing
-        # column later in the header is then reported as such, not as an unknown format.
-        return fields[: len(self._signature)] == list(self._signature)
-
-    @property
-    def _signature(self) -> tuple[str, ...]:
-        return self.header[:1] if self.header[0] == "published_date" else self.header[:2]
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        return (self.date, *self.columns.values())
+_NS_PER_DAY = 86_400 * 10**9
 
 
-_FORMATS: tuple[_Format, ...] = (
-    _Format(
-        name="nepal-market-data",
-        header=(
-            "published_date",
-            "open",
-            "high",
-            "low",
-            "close",
-            "per_change",
-            "traded_quantity",
-            "traded_amount",
-            "status",
-        ),
-        date="published_date",
-        columns={
-            "open": "open",
-            "high": "high",
-            "low": "low",
-            "close": "close",
-            "volume": "traded_quantity",
-            "turnover": "traded_amount",
-        },
-    ),
-    _Format(
-        name="capstone2020",
-        header=(
-            "S.N",
-            "Date",
-            "Open",
-            "High",
-            "Low",
-            "Close",
-            "Absolute",
-            "Percentage",
-            "Volume",
-            "Trunover",
-        ),
-        date="Date",
-        columns={
-            "open": "Open",
-            "high": "High",
-            "low": "Low",
-            "close": "Close",
-            "volume": "Volume",
-            "turnover": "Trunover",
-        },
-    ),
-)
+@dataclass
+class _Table:
+    """One file's rows as read, before any check: ``where`` holds each row's line or row."""
+
+    path: Path
+    layout: Layout
+    rows: pd.DataFrame
+    where: np.ndarray  # int64: file line (CSV, header = line 1) or data row (Parquet, 1-based)
+    unit: str  # "line" or "row"
 
 
 @dataclass
 class _Parsed:
-    """One file's validated rows, ascending by date, duplicates dropped."""
+    """One symbol's validated rows from one file (or merged files), ascending by date."""
 
     path: Path
     symbol: str
     dates: np.ndarray  # datetime64[ns]
     values: dict[str, np.ndarray]  # output column -> float64
     dropped: int
+    where: np.ndarray
+    unit: str
+    from_column: bool  # symbol read from a column (long format), not the file stem
 
 
 def load_prices(
-    path: str | PathLike[str], *, adjust: bool = False, strict: bool = False
+    path: str | PathLike[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    date_format: str | None = None,
+    adjust: bool = False,
+    strict: bool = False,
 ) -> pd.DataFrame:
-    """Load one NEPSE price CSV, or every ``*.csv`` directly inside a directory, as a long frame.
+    """Load one price file, or every ``.csv``/``.parquet``/``.pq`` file of a directory, as one frame.
 
     Returns the columns of :data:`PRICE_COLUMNS` in order: ``symbol`` (Categorical, sorted
-    categories; the file stem), ``date`` (``datetime64[ns]`` session date, Gregorian), then
-    float64 ``open, high, low, close`` (NPR per share; index points for an index file),
-    ``volume`` (shares; NaN where the source leaves it blank, e.g. every ``NEPSE_INDEX`` row or
-    the capstone ``nan``) and ``turnover`` (NPR; ``0.0`` is kept as published: it means "not
+    categories; a ``symbol`` column or else the file stem), ``date`` (``datetime64[ns]``
+    session date, Gregorian), then float64 ``open, high, low, close`` (NPR per share; index
+    points for an index file), ``volume`` (shares; NaN where the source leaves it blank or has
+    no volume column, e.g. every ``NEPSE_INDEX`` row or the capstone ``nan``) and ``turnover``
+    (NPR; NaN without a turnover column; ``0.0`` is kept as published: it means "not
     recorded", e.g. all stock rows before about March 2011).  Rows are sorted by symbol, then
     date, with a fresh RangeIndex; no calendar is assumed, so missing sessions stay missing.
-    A directory is read non-recursively; non-CSV files (``LICENSE``) and hidden files are
-    ignored.  Structural problems raise :class:`DataError` naming the file and 1-based file
-    line (header = line 1).  Rows repeating a date with identical values are dropped and
-    counted in ``attrs["dropped_duplicates"]`` (int) and ``attrs["dropped_duplicates_by_symbol"]``
-    (symbol -> int, every symbol listed).  ``strict=True`` raises :class:`DataError` if
+    The layout of each file (CSV text, or Parquet by its magic bytes) is recognised from its
+    column names (:mod:`nepse_perf.data.formats`): the two source formats of the sample, the
+    ``long`` format this function returns, and per-symbol ``ohlcv`` files; ``columns`` maps
+    output columns to source column names (``{"close": "LTP", "date": "Day"}``) for anything
+    else, and ``date_format`` (a ``strftime`` pattern such as ``"%d/%m/%Y"``; default ISO
+    ``YYYY-MM-DD``) reads text dates in another layout.  A date must not carry a time of day.
+    A directory is read non-recursively; other files (``LICENSE``) and hidden or ``_``-prefixed
+    files are ignored; a symbol may span several ``long`` files but not repeat a date across
+    them.  Structural problems raise :class:`DataError` naming the file and the 1-based file
+    line (CSV, header = line 1) or data row (Parquet).  Rows repeating a symbol's date with
+    identical values are dropped and counted in ``attrs["dropped_duplicates"]`` (int) and
+    ``attrs["dropped_duplicates_by_symbol"]`` (symbol -> int, every symbol listed);
+    ``attrs["formats"]``, ``attrs["columns_used"]`` (output column -> source columns,
+    ``"<file stem>"``/``"<absent>"`` where none), ``attrs["columns_ignored"]`` and
+    ``attrs["load_notes"]`` (e.g. which column was taken as the close beside ``Adj Close``)
+    say how the files were read.  ``strict=True`` raises :class:`DataError` if
     :func:`check_prices` reports any anomaly; ``adjust=True`` back-adjusts prices for
     corporate-action gaps with :func:`adjust_for_gaps` (after the strict check).  A path that
-    does not exist raises ``FileNotFoundError``.
+    does not exist raises ``FileNotFoundError``; a bad ``columns`` or ``date_format`` argument
+    raises ``ValueError`` (or ``TypeError``).
     """
+    mapping = check_column_mapping(columns) if columns is not None else None
+    if date_format is not None and (not isinstance(date_format, str) or not date_format.strip()):
+        raise ValueError(f"date_format must be a non-empty strftime pattern, got {date_format!r}")
     root = Path(path)
     if root.is_dir():
         files = sorted(
-            (p for p in root.iterdir() if _is_csv(p)),
-            key=lambda p: (p.stem, p.name),
+            (p for p in root.iterdir() if _is_data_file(p)), key=lambda p: (p.stem, p.name)
         )
         if not files:
-            raise DataError(f"{root}: directory holds no .csv files")
-        for a, b in itertools.pairwise(files):
-            if a.stem == b.stem:
-                raise DataError(f"{root}: files {a.name} and {b.name} give the same symbol")
+            raise DataError(f"{root}: directory holds no .csv files and no .parquet/.pq files")
     elif root.exists():
         files = [root]
     else:
         raise FileNotFoundError(f"{root}: no such file or directory")
 
-    parsed = [_parse_file(p) for p in files]
-    prices = _assemble(parsed)
+    layouts: list[tuple[Path, Layout]] = []
+    pieces: list[_Parsed] = []
+    for p in files:  # one file's raw rows at a time
+        table = _read_file(p, mapping)
+        layouts.append((p, table.layout))
+        pieces += _parse_table(table, date_format)
+        del table
+    parsed = _merge(root, pieces)
+    prices = _assemble(parsed, layouts)
     if strict:
         _raise_on_anomalies(prices, {p.symbol: p.path for p in parsed})
     if adjust:
@@ -177,26 +160,107 @@ def load_prices(
     return prices
 
 
-def _is_csv(p: Path) -> bool:
-    return p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file()
+def _is_data_file(p: Path) -> bool:
+    return p.suffix.lower() in _DATA_SUFFIXES and not p.name.startswith((".", "_")) and p.is_file()
 
 
-def _assemble(parsed: list[_Parsed]) -> pd.DataFrame:
-    """Concatenate per-file results (already in symbol order) into the output frame."""
+def _merge(root: Path, pieces: list[_Parsed]) -> list[_Parsed]:
+    """One piece per symbol, in symbol order; a symbol may span several long-format files."""
+    by_symbol: dict[str, list[_Parsed]] = {}
+    for piece in pieces:
+        by_symbol.setdefault(piece.symbol, []).append(piece)
+    merged = []
+    for symbol in sorted(by_symbol):
+        group = by_symbol[symbol]
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        if not all(p.from_column for p in group):
+            a, b = _two_files(group)
+            raise DataError(f"{root}: files {a.name} and {b.name} give the same symbol {symbol!r}")
+        merged.append(_merge_files(symbol, group))
+    return merged
+
+
+def _two_files(group: list[_Parsed]) -> tuple[Path, Path]:
+    """Two files of ``group``, a stem-named one first."""
+    ordered = sorted(group, key=lambda p: (p.from_column, p.path.name))
+    return ordered[0].path, ordered[1].path
+
+
+def _merge_files(symbol: str, group: list[_Parsed]) -> _Parsed:
+    """Concatenate one symbol's rows from several long-format files; no date may repeat."""
+    dates = np.concatenate([p.dates for p in group])
+    origin = np.repeat(np.arange(len(group)), [len(p.dates) for p in group])
+    where = np.concatenate([p.where for p in group])
+    order = np.argsort(dates, kind="stable")
+    dates, origin, where = dates[order], origin[order], where[order]
+    repeat = np.flatnonzero(dates[1:] == dates[:-1]) + 1
+    if len(repeat):
+        i = repeat[0]
+        a, b = group[origin[i - 1]], group[origin[i]]
+        day = np.datetime_as_string(dates[i], unit="D")
+        raise DataError(
+            f"{b.path}, {b.unit} {where[i]}: date {day} of {symbol} is also in {a.path}, "
+            f"{a.unit} {where[i - 1]} ({len(repeat)} date(s) of {symbol} in more than one file)"
+        )
+    values = {c: np.concatenate([p.values[c] for p in group])[order] for c in VALUE_COLUMNS}
+    return _Parsed(
+        path=group[0].path,
+        symbol=symbol,
+        dates=dates,
+        values=values,
+        dropped=sum(p.dropped for p in group),
+        where=where,
+        unit=group[0].unit,
+        from_column=True,
+    )
+
+
+def _assemble(parsed: list[_Parsed], layouts: list[tuple[Path, Layout]]) -> pd.DataFrame:
+    """Concatenate per-symbol results (already in symbol order) into the output frame."""
     categories = [p.symbol for p in parsed]
     lengths = np.array([len(p.dates) for p in parsed], dtype=np.int64)
     codes = np.repeat(np.arange(len(parsed), dtype=np.int64), lengths)
-    data: dict[str, object] = {
-        "symbol": pd.Categorical.from_codes(codes, categories=categories),
-        "date": np.concatenate([p.dates for p in parsed]),
-    }
-    for col in VALUE_COLUMNS:
-        data[col] = np.concatenate([p.values[col] for p in parsed])
-    prices = pd.DataFrame(data, columns=list(PRICE_COLUMNS))
+    # The float columns go straight into one (column, row) block, the layout pandas would
+    # consolidate them into anyway, so the values are copied once, not twice.
+    block = np.empty((len(VALUE_COLUMNS), int(lengths.sum())), dtype=np.float64)
+    for k, col in enumerate(VALUE_COLUMNS):
+        np.concatenate([p.values[col] for p in parsed], out=block[k])
+    prices = pd.DataFrame(block.T, columns=list(VALUE_COLUMNS), copy=False)
+    prices.insert(0, "symbol", pd.Categorical.from_codes(codes, categories=categories))
+    prices.insert(1, "date", np.concatenate([p.dates for p in parsed]))
     by_symbol = {p.symbol: p.dropped for p in parsed}
     prices.attrs["dropped_duplicates"] = int(sum(by_symbol.values()))
     prices.attrs["dropped_duplicates_by_symbol"] = by_symbol
+    _describe_sources(prices.attrs, layouts)
     return prices
+
+
+def _describe_sources(attrs: dict, layouts: list[tuple[Path, Layout]]) -> None:
+    """Record how the files were read: formats, source columns, ignored columns, notes."""
+    used: dict[str, set[str]] = {c: set() for c in PRICE_COLUMNS}
+    ignored: set[str] = set()
+    notes: dict[str, list[Path]] = {}
+    for path, layout in layouts:
+        for out, src in layout.used.items():
+            used[out].add(src if src is not None else _NO_SOURCE[out == "symbol"])
+        ignored.update(layout.ignored)
+        for note in layout.notes:
+            notes.setdefault(note, []).append(path)
+    attrs["formats"] = sorted({layout.format for _, layout in layouts})
+    attrs["columns_used"] = {c: sorted(v) for c, v in used.items()}
+    attrs["columns_ignored"] = sorted(ignored)
+    attrs["load_notes"] = [f"{_some_files(paths)}: {note}" for note, paths in notes.items()]
+
+
+#: How ``attrs["columns_used"]`` names a column without a source (index: is it ``symbol``).
+_NO_SOURCE = ("<absent>", "<file stem>")
+
+
+def _some_files(paths: list[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:_QUOTE])
+    return shown + (f" and {len(paths) - _QUOTE} more file(s)" if len(paths) > _QUOTE else "")
 
 
 def _raise_on_anomalies(prices: pd.DataFrame, files: Mapping[str, Path]) -> None:
@@ -208,10 +272,10 @@ def _raise_on_anomalies(prices: pd.DataFrame, files: Mapping[str, Path]) -> None
         f"{s} {d:%Y-%m-%d} {k}"
         for s, d, k in zip(first["symbol"], first["date"], first["kind"], strict=True)
     )
-    symbols = list(dict.fromkeys(str(s) for s in anomalies["symbol"]))
-    where = ", ".join(str(files[s]) for s in symbols[:_QUOTE])
-    if len(symbols) > _QUOTE:
-        where += f" and {len(symbols) - _QUOTE} more file(s)"
+    paths = list(dict.fromkeys(str(files[str(s)]) for s in anomalies["symbol"]))
+    where = ", ".join(paths[:_QUOTE])
+    if len(paths) > _QUOTE:
+        where += f" and {len(paths) - _QUOTE} more file(s)"
     more = f" and {len(anomalies) - _QUOTE} more" if len(anomalies) > _QUOTE else ""
     raise DataError(
         f"{where}: {len(anomalies)} price anomalies (strict=True): {quoted}{more}; "
@@ -219,15 +283,68 @@ def _raise_on_anomalies(prices: pd.DataFrame, files: Mapping[str, Path]) -> None
     )
 
 
-# --------------------------------------------------------------------------- one file
+# --------------------------------------------------------------------------- reading one file
 
 
-def _read_text(path: Path) -> tuple[bytes, str]:
+def _read_file(path: Path, columns: Mapping[str, str] | None) -> _Table:
+    """Read one file, CSV text or Parquet (by its magic bytes), and recognise its layout."""
     name = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            magic = fh.read(len(_PARQUET_MAGIC))
+            if magic == _PARQUET_MAGIC:
+                return _read_parquet(path, columns)
+            raw = magic + fh.read()
     except OSError as exc:
         raise DataError(f"{name}: cannot read file: {exc.strerror or exc}") from exc
+    if path.suffix.lower() in _PARQUET_SUFFIXES:
+        if not raw.strip():
+            raise DataError(f"{name}: empty file")
+        raise DataError(f"{name}: not a Parquet file (it does not start with the PAR1 magic bytes)")
+    return _read_csv(path, raw, columns)
+
+
+def _read_parquet(path: Path, columns: Mapping[str, str] | None) -> _Table:
+    name = str(path)
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{name}: unreadable Parquet file: {exc}") from exc
+    # pandas stores a non-default index as "__index_level_0__": the index, not data.
+    fields = [n for n in names if not re.fullmatch(r"__index_level_\d+__", n)]
+    layout = detect_layout(fields, name, f"columns {fields!r}", columns)
+    needed = list(dict.fromkeys(c for c in layout.used.values() if c is not None))
+    try:
+        table = pf.read(columns=needed, use_pandas_metadata=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{name}: unreadable Parquet file: {exc}") from exc
+    if table.num_rows == 0:
+        raise DataError(f"{name}: no data rows")
+    rows = table.to_pandas(date_as_object=False)
+    where = np.arange(1, len(rows) + 1, dtype=np.int64)
+    return _Table(path=path, layout=layout, rows=rows, where=where, unit="row")
+
+
+def _read_csv(path: Path, raw: bytes, columns: Mapping[str, str] | None) -> _Table:
+    name = str(path)
+    text = _decode(name, raw)
+    header = _LINE_BREAK.split(text, maxsplit=1)[0].removeprefix("\ufeff")
+    fields = [f.strip() for f in next(csv.reader([header]), [""])]
+    layout = detect_layout(fields, f"{name}, line 1", f"header {header[:200]!r}", columns)
+    rows = _read_rows(name, raw, fields, layout)
+    lines = np.arange(2, len(rows) + 2, dtype=np.int64)  # file line of each row
+    blank = _blank_rows(rows, layout, text) if len(rows) else None
+    if blank is not None:
+        keep = ~blank
+        rows = rows.loc[keep]
+        lines = lines[keep]
+    if len(rows) == 0:
+        raise DataError(f"{name}: header only, no data rows")
+    return _Table(path=path, layout=layout, rows=rows, where=lines, unit="line")
+
+
+def _decode(name: str, raw: bytes) -> str:
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
@@ -241,45 +358,28 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         ) from exc
     if not text.strip():
         raise DataError(f"{name}: empty file")
-    return raw, text
-
-
-def _detect_format(name: str, text: str) -> tuple[_Format, list[str]]:
-    header = _LINE_BREAK.split(text, maxsplit=1)[0].removeprefix("\ufeff")
-    fields = [f.strip() for f in header.split(",")]
-    fmt = next((f for f in _FORMATS if f.matches(fields)), None)
-    if fmt is None:
-        expected = "; ".join(f"{f.name}: {','.join(f.header)!r}" for f in _FORMATS)
-        raise DataError(
-            f"{name}, line 1: unknown format: header {header[:200]!r}; expected one of {expected}"
-        )
-    seen: set[str] = set()
-    for f in fields:
-        if f in seen:
-            raise DataError(f"{name}, line 1: duplicate column {f!r} in the header")
-        seen.add(f)
-    missing = [c for c in fmt.required if c not in seen]
-    if missing:
-        raise DataError(
-            f"{name}, line 1: missing required column(s) {', '.join(map(repr, missing))} "
-            f"for the {fmt.name} format (expected header {','.join(fmt.header)!r})"
-        )
-    return fmt, fields
+    return text
 
 
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def _read_rows(name: str, raw: bytes, fields: list[str], fmt: _Format) -> pd.DataFrame:
+def _read_rows(name: str, raw: bytes, fields: list[str], layout: Layout) -> pd.DataFrame:
+    dtype = {layout.date: str}
+    na_values: list[str] | dict[str, list[str]] = _NA_VALUES
+    if layout.symbol is not None:
+        # A symbol is text as written: "NA" or "nan" could be a ticker, and "" is reported.
+        dtype[layout.symbol] = str
+        na_values = {f: _NA_VALUES for f in fields if f != layout.symbol}
     try:
         return pd.read_csv(
             io.BytesIO(raw),
             header=None,
             skiprows=1,
             names=fields,
-            dtype={fmt.date: str},
+            dtype=dtype,
             keep_default_na=False,
-            na_values=_NA_VALUES,
+            na_values=na_values,
             skip_blank_lines=False,
             low_memory=False,
             encoding="utf-8",
@@ -297,9 +397,9 @@ def _read_rows(name: str, raw: bytes, fields: list[str], fmt: _Format) -> pd.Dat
         raise DataError(f"{name}: malformed CSV: {exc}") from exc
 
 
-def _blank_rows(rows: pd.DataFrame, fmt: _Format, text: str) -> np.ndarray | None:
+def _blank_rows(rows: pd.DataFrame, layout: Layout, text: str) -> np.ndarray | None:
     """Mask of rows that are blank lines (e.g. the capstone file's line 2), or None."""
-    date = rows[fmt.date]
+    date = rows[layout.date]
     candidates = date.isna().to_numpy()
     if not candidates.any() and not date.str.startswith((" ", "\t", "\r")).any():
         return None
@@ -316,61 +416,135 @@ def _blank_rows(rows: pd.DataFrame, fmt: _Format, text: str) -> np.ndarray | Non
     return blank if blank.any() else None
 
 
+# --------------------------------------------------------------------------- checking one file
+
+
 def _numeric(series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
     """Float64 values of a column and a mask of non-numeric text (None when all numeric)."""
     if series.dtype.kind in "iuf":
-        return series.to_numpy(dtype=np.float64), None
+        if isinstance(series.dtype, np.dtype):
+            return series.to_numpy(dtype=np.float64), None
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), None
     text = series.astype("str")
     values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.isnan(values) & text.notna().to_numpy()
     return values, (bad if bad.any() else None)
 
 
-def _parse_file(path: Path) -> _Parsed:
-    name = str(path)
-    raw, text = _read_text(path)
-    fmt, fields = _detect_format(name, text)
-    rows = _read_rows(name, raw, fields, fmt)
-    lines = np.arange(2, len(rows) + 2, dtype=np.int64)  # file line of each row
+def _raw(column: pd.Series) -> Callable[[int], object]:
+    """Row i's value as read (for messages); the object array is built on first use only."""
+    cache: list[np.ndarray] = []
 
-    blank = _blank_rows(rows, fmt, text) if len(rows) else None
-    if blank is not None:
-        keep = ~blank
-        rows = rows.loc[keep]
-        lines = lines[keep]
-    if len(rows) == 0:
-        raise DataError(f"{name}: header only, no data rows")
+    def get(i: int) -> object:
+        if not cache:
+            cache.append(column.to_numpy(dtype=object, na_value=None))
+        return cache[0][i]
 
+    return get
+
+
+def _parse_dates(
+    name: str, column: pd.Series, source: str, date_format: str | None
+) -> tuple[np.ndarray, list[_Problem]]:
+    """Session dates (datetime64[ns], NaT where bad) and the problems found in ``column``."""
+    raw = _raw(column)
+    timed = date_format is not None
+    if column.dtype.kind == "M":  # typed timestamps (Parquet): wall-clock time where zoned
+        timed = True
+        parsed = column.dt.tz_localize(None) if column.dt.tz is not None else column
+        expected = "a date"
+    elif column.dtype.kind in "OSU" or isinstance(column.dtype, pd.StringDtype):
+        fmt = date_format or _ISO_DATE
+        expected = "YYYY-MM-DD" if date_format is None else f"date_format {date_format!r}"
+        try:
+            parsed = pd.to_datetime(column, format=fmt, errors="coerce")
+        except (ValueError, TypeError) as exc:
+            raise DataError(
+                f"{name}: cannot read the dates of column {source!r} with {expected}: {exc}"
+            ) from exc
+        if parsed.dt.tz is not None:
+            parsed = parsed.dt.tz_localize(None)
+    else:
+        raise DataError(
+            f"{name}: column {source!r} holds {column.dtype} values, not dates "
+            "(text such as 2020-01-31, or a Parquet date/timestamp column)"
+        )
+    try:
+        dates = parsed.to_numpy().astype("datetime64[ns]")
+    except (ValueError, OverflowError) as exc:
+        raise DataError(f"{name}: column {source!r} holds a date out of range: {exc}") from exc
     problems: list[_Problem] = []
-
-    date_text = rows[fmt.date]
-    dates = (
-        pd.to_datetime(date_text, format="%Y-%m-%d", errors="coerce")
-        .to_numpy()
-        .astype("datetime64[ns]")
-    )
-    bad_date = np.isnat(dates)
-    if bad_date.any():
-        date_raw = date_text.to_numpy(dtype=object, na_value=None)
+    bad = np.isnat(dates)
+    if bad.any():
 
         def date_msg(i: int) -> str:
-            value = date_raw[i]
-            if value is None or not str(value).strip():
-                return f"missing date ({fmt.date!r} is blank)"
-            return f"unparseable date {value!r} (expected YYYY-MM-DD)"
+            value = raw(i)
+            if value is None or pd.isna(value) or not str(value).strip():
+                return f"missing date ({source!r} is blank)"
+            return f"unparseable date {value!r} (expected {expected})"
 
-        problems.append((bad_date, date_msg))
+        problems.append((bad, date_msg))
+    if timed:
+        has_time = ~bad & (dates.view(np.int64) % _NS_PER_DAY != 0)
+        if has_time.any():
+            problems.append(
+                (
+                    has_time,
+                    lambda i: f"date {str(raw(i))!r} has a time of day (daily sessions expected)",
+                )
+            )
+    return dates, problems
+
+
+def _parse_symbols(column: pd.Series, source: str) -> tuple[np.ndarray, list[str], list[_Problem]]:
+    """Integer codes into the sorted symbol names of ``column``; blank symbols are problems."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # Parquet dictionary: map the codes
+        raw_codes = column.cat.codes.to_numpy().astype(np.int64)
+        labels = [str(c) for c in column.cat.categories]
+        used = np.flatnonzero(np.bincount(raw_codes[raw_codes >= 0], minlength=len(labels)))
+        names = sorted({labels[k] for k in used})
+        position = {s: k for k, s in enumerate(names)}
+        remap = np.full(len(labels) + 1, -1, dtype=np.int64)  # last entry: code -1 stays -1
+        remap[used] = [position[labels[k]] for k in used]
+        codes = remap[raw_codes]
+    else:
+        text = column.astype("str")
+        codes, uniques = pd.factorize(text, sort=True, use_na_sentinel=True)
+        names = [str(u) for u in uniques]
+    blank = [k for k, u in enumerate(names) if not u.strip()]
+    missing = codes < 0
+    if blank:
+        missing |= np.isin(codes, blank)
+    problems: list[_Problem] = []
+    if missing.any():
+        problems.append((missing, lambda i: f"missing symbol ({source!r} is blank)"))
+    return codes.astype(np.int64), names, problems
+
+
+def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
+    """Check every row of one file; return one piece per symbol, rows ascending by date."""
+    name = str(table.path)
+    layout, rows, where = table.layout, table.rows, table.where
+
+    dates, problems = _parse_dates(name, rows[layout.date], layout.date, date_format)
+    if layout.symbol is not None:
+        codes, symbols, symbol_problems = _parse_symbols(rows[layout.symbol], layout.symbol)
+        problems += symbol_problems
+    else:
+        codes, symbols = None, [table.path.stem]
 
     values: dict[str, np.ndarray] = {}
-    for out, src in fmt.columns.items():
+    for out in VALUE_COLUMNS:
+        src = layout.columns.get(out)
+        if src is None:
+            values[out] = np.full(len(rows), np.nan)
+            continue
         column = rows[src]
         vals, non_numeric = _numeric(column)
         values[out] = vals
-        raw_col = column.to_numpy(dtype=object, na_value=None)
+        raw = _raw(column)
         if non_numeric is not None:
-            problems.append(
-                (non_numeric, lambda i, s=src, r=raw_col: f"non-numeric {s} {str(r[i])!r}")
-            )
+            problems.append((non_numeric, lambda i, s=src, r=raw: f"non-numeric {s} {str(r(i))!r}"))
         if out in OHLC:
             missing = np.isnan(vals)
             if non_numeric is not None:
@@ -379,31 +553,67 @@ def _parse_file(path: Path) -> _Parsed:
                 problems.append((missing, lambda i, s=src: f"missing {s} (blank price)"))
             bad = np.isinf(vals) | (vals <= 0)  # NaN compares False
             if bad.any():
-                problems.append((bad, lambda i, s=src, r=raw_col: _bad_number(s, r[i], "price")))
+                problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "price")))
         else:
             bad = np.isinf(vals) | (vals < 0)
             if bad.any():
-                problems.append((bad, lambda i, s=src, r=raw_col: _bad_number(s, r[i], "count")))
+                problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "count")))
     if problems:
-        _raise_first(name, lines, problems)
+        _raise_first(name, where, table.unit, problems)
 
-    if len(dates) > 1 and not (dates[1:] >= dates[:-1]).all():
-        order = np.argsort(dates, kind="stable")
-        dates, lines = dates[order], lines[order]
-        values = {k: v[order] for k, v in values.items()}
+    # Sort by (symbol, date) unless already in order.
+    n = len(dates)
+    if n > 1:
+        if codes is None:
+            in_order = bool((dates[1:] >= dates[:-1]).all())
+        else:
+            step = codes[1:] - codes[:-1]
+            in_order = bool(((step > 0) | ((step == 0) & (dates[1:] >= dates[:-1]))).all())
+        if not in_order:
+            order = (
+                np.argsort(dates, kind="stable") if codes is None else np.lexsort((dates, codes))
+            )
+            dates, where = dates[order], where[order]
+            values = {k: v[order] for k, v in values.items()}
+            if codes is not None:
+                codes = codes[order]
 
-    dropped = 0
-    if len(dates) > 1:
-        repeat = np.flatnonzero(dates[1:] == dates[:-1]) + 1
+    dropped = np.zeros(len(symbols), dtype=np.int64)
+    if n > 1:
+        same = dates[1:] == dates[:-1]
+        if codes is not None:
+            same &= codes[1:] == codes[:-1]
+        repeat = np.flatnonzero(same) + 1
         if len(repeat):
-            _check_duplicates(name, repeat, dates, lines, values)
-            keep = np.ones(len(dates), dtype=bool)
+            of = None if codes is None else (lambda i: symbols[codes[i]])
+            sources = {out: layout.columns.get(out, out) for out in VALUE_COLUMNS}
+            _check_duplicates(name, table.unit, repeat, dates, where, values, sources, of)
+            keep = np.ones(n, dtype=bool)
             keep[repeat] = False
-            dates, lines = dates[keep], lines[keep]
+            dates, where = dates[keep], where[keep]
             values = {k: v[keep] for k, v in values.items()}
-            dropped = len(repeat)
+            if codes is None:
+                dropped[0] = len(repeat)
+            else:
+                dropped = np.bincount(codes[repeat], minlength=len(symbols))
+                codes = codes[keep]
 
-    return _Parsed(path=path, symbol=path.stem, dates=dates, values=values, dropped=dropped)
+    def piece(symbol: str, s: slice, k: int) -> _Parsed:
+        return _Parsed(
+            path=table.path,
+            symbol=symbol,
+            dates=dates[s],
+            values={c: v[s] for c, v in values.items()},
+            dropped=int(dropped[k]),
+            where=where[s],
+            unit=table.unit,
+            from_column=codes is not None,
+        )
+
+    if codes is None:
+        return [piece(symbols[0], slice(None), 0)]
+    bounds = np.searchsorted(codes, np.arange(len(symbols) + 1))
+    return [piece(symbols[k], slice(bounds[k], bounds[k + 1]), k) for k in range(len(symbols))]
 
 
 def _bad_number(column: str, raw: object, what: str) -> str:
@@ -415,25 +625,28 @@ def _bad_number(column: str, raw: object, what: str) -> str:
     return f"negative {column} {raw}"
 
 
-def _raise_first(name: str, lines: np.ndarray, problems: list[_Problem]) -> None:
-    """Raise a DataError for the problem on the earliest file line; count the other bad rows."""
-    any_bad = np.zeros(len(lines), dtype=bool)
+def _raise_first(name: str, where: np.ndarray, unit: str, problems: list[_Problem]) -> None:
+    """Raise a DataError for the problem on the earliest line/row; count the other bad rows."""
+    any_bad = np.zeros(len(where), dtype=bool)
     for mask, _ in problems:
         any_bad |= mask
     bad_rows = np.flatnonzero(any_bad)
-    first = bad_rows[np.argmin(lines[bad_rows])]
+    first = bad_rows[np.argmin(where[bad_rows])]
     message = next(build(first) for mask, build in problems if mask[first])
     more = len(bad_rows) - 1
     suffix = f" ({more} more invalid row{'s' if more > 1 else ''} in this file)" if more else ""
-    raise DataError(f"{name}, line {lines[first]}: {message}{suffix}")
+    raise DataError(f"{name}, {unit} {where[first]}: {message}{suffix}")
 
 
 def _check_duplicates(
     name: str,
+    unit: str,
     repeat: np.ndarray,
     dates: np.ndarray,
-    lines: np.ndarray,
+    where: np.ndarray,
     values: dict[str, np.ndarray],
+    sources: Mapping[str, str],
+    symbol_of: Callable[[int], str] | None,
 ) -> None:
     """Raise if a repeated date (rows ``repeat`` vs the row before) carries different values."""
     differs = np.zeros(len(repeat), dtype=bool)
@@ -443,8 +656,8 @@ def _check_duplicates(
     if not differs.any():
         return
     conflicts = repeat[differs]
-    i = conflicts[np.argmin(np.maximum(lines[conflicts], lines[conflicts - 1]))]
-    later, earlier = max(lines[i], lines[i - 1]), min(lines[i], lines[i - 1])
+    i = conflicts[np.argmin(np.maximum(where[conflicts], where[conflicts - 1]))]
+    later, earlier = max(where[i], where[i - 1]), min(where[i], where[i - 1])
     col = next(
         c
         for c, v in values.items()
@@ -452,13 +665,14 @@ def _check_duplicates(
     )
     first_val, second_val = (
         (values[col][i - 1], values[col][i])
-        if lines[i - 1] < lines[i]
+        if where[i - 1] < where[i]
         else (values[col][i], values[col][i - 1])
     )
     day = np.datetime_as_string(dates[i], unit="D")
+    of = "" if symbol_of is None else f" of {symbol_of(i)}"
     more = len(conflicts) - 1
     suffix = f" ({more} more conflicting date{'s' if more > 1 else ''})" if more else ""
     raise DataError(
-        f"{name}, line {later}: date {day} repeats line {earlier} with different values "
-        f"({col} {second_val:g} vs {first_val:g}){suffix}"
+        f"{name}, {unit} {later}: date {day}{of} repeats {unit} {earlier} with different values "
+        f"({sources[col]} {second_val:g} vs {first_val:g}){suffix}"
     )
