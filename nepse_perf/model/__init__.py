@@ -1,0 +1,44 @@
+"""The prediction model on the indicators: data set, walk-forward training, ONNX serving format.
+
+``make_dataset`` -> ``train`` -> ``save`` / ``load`` -> ``predict_proba``; ``FEATURES`` is
+the ordered input of the model, its ONNX file and the prediction service.
+"""
+
+from .dataset import Dataset, make_dataset, validate_features, walk_forward_splits
+from .features import DERIVED_FEATURES, FEATURES, feature_frame, warmup_rows
+from .io import ModelFileError, load, make_session, predict_proba, save, to_onnx
+from .train import (
+    BASELINES,
+    KINDS,
+    TrainedModel,
+    gpu_ml_available,
+    make_estimator,
+    metrics_table,
+    score,
+    train,
+)
+
+__all__ = [
+    "BASELINES",
+    "DERIVED_FEATURES",
+    "FEATURES",
+    "KINDS",
+    "Dataset",
+    "ModelFileError",
+    "TrainedModel",
+    "feature_frame",
+    "gpu_ml_available",
+    "load",
+    "make_dataset",
+    "make_estimator",
+    "make_session",
+    "metrics_table",
+    "predict_proba",
+    "save",
+    "score",
+    "to_onnx",
+    "train",
+    "validate_features",
+    "walk_forward_splits",
+    "warmup_rows",
+]
