@@ -34,10 +34,10 @@ import pandas as pd
 from dask.utils import key_split
 from distributed import Client, LocalCluster
 
-from .data import load_prices, sample_path
-from .data.schema import PRICE_COLUMNS, VALUE_COLUMNS
-from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from .parallel import ComputeFn, compute_indicators_with, single_thread_compute
+from ..data import load_prices, sample_path
+from ..data.schema import PRICE_COLUMNS, VALUE_COLUMNS
+from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from ..parallel import ComputeFn, compute_indicators_with, single_thread_compute
 
 __all__ = [
     "SCHEDULER_ENV",

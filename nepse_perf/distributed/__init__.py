@@ -1,0 +1,44 @@
+"""The pipeline on distributed engines, one module per engine.
+
+- :mod:`nepse_perf.distributed.dask`: Dask DataFrame partitions of whole symbols on a
+  ``LocalCluster`` or ``$DASK_SCHEDULER_ADDRESS`` (notebook 05). Its names are re-exported
+  here, so ``from nepse_perf.distributed import run_pipeline`` keeps working.
+- :mod:`nepse_perf.distributed.ray`: Ray tasks over batches of symbols reading the panel
+  zero-copy from the object store (local ``ray.init`` or ``$RAY_ADDRESS``; notebook 05b).
+- :mod:`nepse_perf.distributed.spark`: Spark SQL windows and ``applyInPandas`` per symbol
+  (``local[2]`` or ``$SPARK_MASTER``; notebook 05b).
+
+Ray and Spark are imported only when their module is: importing this package costs Dask only.
+"""
+
+from __future__ import annotations
+
+from .dask import (
+    SCHEDULER_ENV,
+    compute_indicators_dask,
+    connect,
+    dask_client,
+    disconnect,
+    price_files,
+    read_parquet_dask,
+    read_prices_dask,
+    run_pipeline,
+    split_symbols,
+    task_counts,
+    write_parquet_by_symbol,
+)
+
+__all__ = [
+    "SCHEDULER_ENV",
+    "compute_indicators_dask",
+    "connect",
+    "dask_client",
+    "disconnect",
+    "price_files",
+    "read_parquet_dask",
+    "read_prices_dask",
+    "run_pipeline",
+    "split_symbols",
+    "task_counts",
+    "write_parquet_by_symbol",
+]
