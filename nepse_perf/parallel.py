@@ -15,7 +15,9 @@ block (the ``numba`` backend's kernels run the same way but hold the GIL).
 
 Failures are isolated per symbol: a chunk that raises is retried symbol by symbol in the
 worker, and every symbol that still fails (or whose worker process died) is named in
-:attr:`ParallelResult.failed`, with its rows NaN, while the other symbols' results are kept;
+:attr:`ParallelResult.failed`, with its rows NaN, while the other symbols' results are kept.
+The chunk's own failure is never swallowed: it is kept in :attr:`ParallelResult.chunk_failures`
+with the chunk's symbols and its cause, even when every symbol then succeeds on its own;
 :meth:`ParallelResult.unwrap` turns failures into a :class:`ParallelError` that carries the
 partial result. :func:`process_pool` and :func:`thread_pool` make reusable pools with every
 worker started; :func:`measure_interleaved` times variants in alternation, which is how the
@@ -45,6 +47,7 @@ from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from .pipeline import get_backend
 
 __all__ = [
+    "ChunkFailure",
     "ComputeFn",
     "ParallelError",
     "ParallelResult",
@@ -89,14 +92,34 @@ class ParallelError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ChunkFailure:
+    """A chunk whose single call raised before it was retried symbol by symbol.
+
+    ``symbols`` are the chunk's symbols in panel order, ``cause`` is
+    ``"ExceptionType: message"``. The symbols that still failed alone are in
+    :attr:`ParallelResult.failed`; the others were computed by the retry.
+    """
+
+    symbols: tuple[str, ...]
+    cause: str
+
+    def __str__(self) -> str:
+        first, last = self.symbols[0], self.symbols[-1]
+        span = first if len(self.symbols) == 1 else f"{first}..{last}"
+        return f"chunk {span} ({len(self.symbols)} symbols): {self.cause}"
+
+
+@dataclass(frozen=True)
 class ParallelResult:
     """What :func:`compute_indicators_parallel` returns: the indicators plus the failures.
 
     ``indicators`` has the index of the input prices and the ten output columns; rows of a
     symbol listed in ``failed`` (symbol -> ``"ExceptionType: message"``) are NaN.
     ``tasks`` is the number of chunks submitted, ``workers`` the pool size and ``executor``
-    ``"process"``, ``"thread"`` or the executor's class name. ``ok`` is True when nothing
-    failed; ``unwrap()`` returns the frame or raises :class:`ParallelError`.
+    ``"process"``, ``"thread"`` or the executor's class name. ``chunk_failures`` lists every
+    chunk whose whole-chunk call raised (its symbols and cause) before the per-symbol retry.
+    ``ok`` is True when no symbol failed; ``unwrap()`` returns the frame or raises
+    :class:`ParallelError`.
     """
 
     indicators: pd.DataFrame
@@ -104,6 +127,7 @@ class ParallelResult:
     tasks: int = 0
     workers: int = 1
     executor: str = "process"
+    chunk_failures: tuple[ChunkFailure, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -166,19 +190,20 @@ def sub_panel(panel: Panel, first: int, end: int) -> Panel:
 
 def _run_chunk(
     backend: str | ComputeFn, panel: Panel, params: IndicatorParams
-) -> tuple[np.ndarray, dict[str, str]]:
-    """Worker task: the chunk's 10 x rows block and ``{symbol: error}`` for symbols that failed.
+) -> tuple[np.ndarray, dict[str, str], str | None]:
+    """Worker task: the chunk's 10 x rows block, ``{symbol: error}`` and the chunk's own error.
 
     The whole chunk runs in one call; only if that raises is it redone symbol by symbol, so
-    one bad symbol costs its neighbours nothing but the retry.
+    one bad symbol costs its neighbours nothing but the retry. The third item is the
+    whole-chunk call's error (``None`` if it succeeded), reported even if the retry succeeds.
     """
     compute = single_thread_compute(backend)
     out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
     try:
         compute(panel, params, out)
-        return out, {}
-    except Exception:
-        pass
+        return out, {}, None
+    except Exception as exc:  # recorded below, then retried symbol by symbol
+        chunk_error = _describe(exc)
     failed: dict[str, str] = {}
     for s in range(panel.n_symbols):
         a, b = int(panel.offsets[s]), int(panel.offsets[s + 1])
@@ -189,7 +214,7 @@ def _run_chunk(
             one.fill(np.nan)
             failed[panel.symbols[s]] = _describe(exc)
         out[:, a:b] = one
-    return out, failed
+    return out, failed, chunk_error
 
 
 def _in_place_kernel(compute: ComputeFn) -> Callable[..., None] | None:
@@ -212,21 +237,22 @@ def _run_in_place(
     end: int,
     params: IndicatorParams,
     out: np.ndarray,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], str | None]:
     """Thread task: symbols ``first..end-1`` written by a compiled kernel straight into ``out``.
 
     The full arrays are passed with this chunk's offsets, so the kernel writes only its own
     rows of the shared block: no copy in, no copy out. If the chunk raises, it is redone
-    symbol by symbol and ``{symbol: error}`` is returned for those that fail (rows NaN).
+    symbol by symbol; returns ``{symbol: error}`` for those that fail (rows NaN) and the
+    whole-chunk call's error (``None`` if it succeeded).
     """
     args = list(numba_fused.kernel_args(panel, params))
     args[3] = panel.offsets[first : end + 1]
     args[4] = panel.starts[first:end]
     try:
         kernel(*args, out)
-        return {}
-    except Exception:
-        pass
+        return {}, None
+    except Exception as exc:  # recorded below, then retried symbol by symbol
+        chunk_error = _describe(exc)
     failed: dict[str, str] = {}
     for s in range(first, end):
         args[3] = panel.offsets[s : s + 2]
@@ -236,7 +262,7 @@ def _run_in_place(
         except Exception as exc:
             out[:, panel.offsets[s] : panel.offsets[s + 1]] = np.nan
             failed[panel.symbols[s]] = _describe(exc)
-    return failed
+    return failed, chunk_error
 
 
 def _describe(exc: BaseException) -> str:
@@ -307,11 +333,14 @@ def compute_panel_parallel(
     chunk_symbols: int | None = None,
     executor: Literal["process", "thread"] | Executor = "process",
     out: np.ndarray | None = None,
+    chunk_failures: list[ChunkFailure] | None = None,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """The parallel engine on a prepared panel: returns ``(out, failed)``.
 
     ``out`` is the 10 x n_rows block in panel order (allocated unless given; reuse one to
     time the kernels alone), ``failed`` maps symbol -> error message (those rows are NaN).
+    A :class:`ChunkFailure` for every chunk whose whole-chunk call raised is appended to
+    ``chunk_failures`` when a list is given.
     Arguments as in :func:`compute_indicators_parallel`; the number of tasks is
     ``len(chunk_bounds(panel.n_symbols, chunk_symbols))``.
     """
@@ -357,12 +386,14 @@ def compute_panel_parallel(
                 out[:, r0:r1] = np.nan
                 failed.update(dict.fromkeys(panel.symbols[a:b], _describe(exc)))
                 continue
-            if isinstance(result, dict):  # written in place by a thread
-                failed.update(result)
-                continue
-            block, chunk_failed = result
-            out[:, r0:r1] = block
+            if len(result) == 2:  # written in place by a thread
+                chunk_failed, chunk_error = result
+            else:
+                block, chunk_failed, chunk_error = result
+                out[:, r0:r1] = block
             failed.update(chunk_failed)
+            if chunk_error is not None and chunk_failures is not None:
+                chunk_failures.append(ChunkFailure(tuple(panel.symbols[a:b]), chunk_error))
     finally:
         if own is not None:
             own.shutdown(wait=True, cancel_futures=True)
@@ -397,6 +428,7 @@ def compute_indicators_parallel(
     if chunk_symbols is None:
         chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))
     tasks = len(chunk_bounds(panel.n_symbols, chunk_symbols))
+    chunk_failures: list[ChunkFailure] = []
     out, failed = compute_panel_parallel(
         panel,
         backend,
@@ -404,6 +436,7 @@ def compute_indicators_parallel(
         workers=n_workers,
         chunk_symbols=chunk_symbols,
         executor=executor,
+        chunk_failures=chunk_failures,
     )
     if panel.order is not None:
         unsorted = np.empty_like(out)
@@ -411,7 +444,7 @@ def compute_indicators_parallel(
         out = unsorted
     frame = pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
     kind = executor if isinstance(executor, str) else type(executor).__name__
-    return ParallelResult(frame, failed, tasks, n_workers, kind)
+    return ParallelResult(frame, failed, tasks, n_workers, kind, tuple(chunk_failures))
 
 
 def measure_interleaved(
@@ -444,15 +477,18 @@ def measure_interleaved(
 
 
 def speedup_table(runs: Mapping[object, Timing], base: object) -> pd.DataFrame:
-    """Median and best time (ms) of each run and both speed-ups against the run ``base``.
+    """Median, IQR and best time (ms) of each run, its run count and both speed-ups vs ``base``.
 
-    ``runs`` is what :func:`measure_interleaved` returns; the table is rounded to 2 decimals,
-    one row per run in the given order.
+    ``runs`` is what :func:`measure_interleaved` returns; the IQR (interquartile range, ms)
+    shows the spread of the repeats. The table is rounded to 2 decimals, one row per run in
+    the given order.
     """
     table = pd.DataFrame(
         {
             "median (ms)": [t.median * 1e3 for t in runs.values()],
+            "IQR (ms)": [t.iqr * 1e3 for t in runs.values()],
             "best (ms)": [t.best * 1e3 for t in runs.values()],
+            "runs": [t.repeat for t in runs.values()],
         },
         index=list(runs),
     )

@@ -294,27 +294,43 @@ class IndicatorStream:
     def _arrays(self) -> tuple[np.ndarray, ...]:
         return (self._state, self._count, self._run, self._last, self._ring)
 
-    def _codes(self, symbol: pd.Series) -> np.ndarray:
+    def _prepare(
+        self, symbol: pd.Series
+    ) -> tuple[np.ndarray, dict[str, int], tuple[np.ndarray, ...]]:
+        """The chunk's symbol codes, plus the symbol index and state arrays it would leave.
+
+        Nothing of ``self`` changes here: unseen symbols go into a copy of the index and the
+        state arrays returned are fresh copies (grown for the new symbols), which the kernel
+        then advances. :meth:`update` installs them only if the whole chunk succeeds, so a
+        rejected chunk leaves neither new symbols nor changed state behind.
+        """
         codes, uniques = pd.factorize(symbol)
         if (codes < 0).any():
             raise ValueError("chunk has a missing symbol")
+        index = dict(self._index)
         mapping = np.empty(len(uniques), dtype=np.int64)
         for i, name in enumerate(uniques):
             name = str(name)
-            if name not in self._index:
-                self._index[name] = len(self._index)
-            mapping[i] = self._index[name]
-        grow = len(self._index) - self._count.shape[0]
-        if grow > 0:
-            self._state = np.vstack([self._state, np.zeros((grow, _N_STATE))])
-            self._count = np.concatenate([self._count, np.zeros(grow, dtype=np.int64)])
-            self._run = np.concatenate([self._run, np.zeros(grow, dtype=np.int64)])
-            self._last = np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)])
-            self._ring = np.vstack([self._ring, np.zeros((grow, self._width))])
-        return mapping[codes]
+            if name not in index:
+                index[name] = len(index)
+            mapping[i] = index[name]
+        grow = len(index) - self._count.shape[0]
+        arrays = (
+            np.vstack([self._state, np.zeros((grow, _N_STATE))]),
+            np.concatenate([self._count, np.zeros(grow, dtype=np.int64)]),
+            np.concatenate([self._run, np.zeros(grow, dtype=np.int64)]),
+            np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)]),
+            np.vstack([self._ring, np.zeros((grow, self._width))]),
+        )
+        return mapping[codes], index, arrays
 
     def update(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """Process one chunk; returns its indicators (OUTPUT_COLUMNS, float64, chunk's index)."""
+        """Process one chunk; returns its indicators (OUTPUT_COLUMNS, float64, chunk's index).
+
+        Atomic: the kernel advances copies of the carried state, installed only when every
+        row succeeded; a chunk that raises ``ValueError`` leaves the stream (symbols, bar
+        counts, state) exactly as it was before the call.
+        """
         missing = [c for c in REQUIRED_COLUMNS if c not in chunk.columns]
         if missing:
             raise ValueError(f"chunk is missing required column(s) {missing}")
@@ -323,13 +339,12 @@ class IndicatorStream:
         if chunk["date"].isna().any():
             raise ValueError("chunk has a missing date")
         dates = chunk["date"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        codes = self._codes(chunk["symbol"])
         prices = [
             np.ascontiguousarray(chunk[c].to_numpy(dtype=np.float64, na_value=np.nan))
             for c in ("close", "high", "low")
         ]
+        codes, index, arrays = self._prepare(chunk["symbol"])
         out = np.empty((len(OUTPUT_COLUMNS), len(chunk)), dtype=np.float64)
-        saved = tuple(a.copy() for a in self._arrays())
         p = self.params
         status, row = _stream_rows(
             codes,
@@ -344,11 +359,10 @@ class IndicatorStream:
             p.bb_period,
             p.bb_nbdev,
             p.atr_period,
-            *self._arrays(),
+            *arrays,
             out,
         )
         if status != _OK:
-            self._state, self._count, self._run, self._last, self._ring = saved
             sym, date = chunk["symbol"].iloc[row], chunk["date"].iloc[row]
             what = (
                 "is not after the previous date of that symbol (rows must arrive in date order)"
@@ -356,6 +370,8 @@ class IndicatorStream:
                 else "has a NaN close/high/low after the symbol's first complete row"
             )
             raise ValueError(f"row {chunk.index[row]!r} ({sym!r}, {date}) {what}")
+        self._index = index
+        self._state, self._count, self._run, self._last, self._ring = arrays
         return pd.DataFrame(out.T, index=chunk.index, columns=list(OUTPUT_COLUMNS), copy=False)
 
     def run(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -90,3 +90,114 @@ def agrees(got: pd.DataFrame | np.ndarray, ref: pd.DataFrame | np.ndarray) -> bo
     except AssertionError:
         return False
     return True
+
+
+#: Packages whose versions the first cell of every notebook prints (beside the core ones).
+EXTRA_PACKAGES: tuple[str, ...] = (
+    "scikit-learn",
+    "lightgbm",
+    "onnxruntime",
+    "torch",
+    "fastapi",
+    "uvicorn",
+    "ray",
+    "pyspark",
+    "dask",
+)
+
+
+def environment_report(extra: tuple[str, ...] = ()) -> str:
+    """The machine and the software behind a notebook's numbers, as a few printable lines.
+
+    CPU model, logical/usable cores, memory (GB = 1e9 bytes), OS, Python and the versions of
+    NumPy, pandas, Numba and TA-Lib, plus any installed package named in ``extra`` (a
+    distribution name such as ``"onnxruntime"``). The first cell of every notebook prints it
+    under ``# NBVAL_IGNORE_OUTPUT``, so each stored number keeps its context.
+    """
+    from importlib import metadata
+
+    from .bench.machine import machine_info
+
+    info = machine_info()
+    lines = [
+        f"machine: {info['cpu_model']}, {info['logical_cores']} logical cores "
+        f"({info['usable_cores']} usable), {info['memory_total_gb']:.1f} GB memory",
+        f"os: {info['os']}",
+        f"python {info['python']} | numpy {info['numpy']} | pandas {info['pandas']} | "
+        f"numba {info['numba']} | TA-Lib {info['talib']}",
+    ]
+    versions = []
+    for dist in extra:
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} not installed")
+    if versions:
+        lines.append(" | ".join(versions))
+    lines.append(f"run at: {info['datetime']}")
+    return "\n".join(lines)
+
+
+def _canonical(value: object, digits: int) -> str:
+    """A text form of ``value`` that equal answers share: floats to ``digits`` significant
+    digits, containers element by element (sets and dict keys sorted), frames with their
+    index and columns."""
+    if isinstance(value, pd.DataFrame):
+        return (
+            f"DataFrame{value.shape}|{_canonical(list(value.columns), digits)}|"
+            f"{_canonical(list(value.index), digits)}|{_canonical(value.to_numpy(), digits)}"
+        )
+    if isinstance(value, pd.Series):
+        return (
+            f"Series|{_canonical(list(value.index), digits)}|{_canonical(value.to_numpy(), digits)}"
+        )
+    if isinstance(value, np.ndarray):
+        flat = [_canonical(v, digits) for v in value.ravel().tolist()]
+        return f"array{value.shape}[{','.join(flat)}]"
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return repr(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "nan" if math.isnan(v) else f"{v:.{digits}g}"
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, dict):
+        items = sorted((str(k), _canonical(v, digits)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ",".join(sorted(_canonical(v, digits) for v in value)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v, digits) for v in value) + "]"
+    return str(value)
+
+
+def answer_digest(value: object, digits: int = 6) -> str:
+    """A fingerprint of an exercise's answer: 16 hex digits of SHA-256 of its canonical form.
+
+    Floats count to ``digits`` significant digits (NaN equals NaN); lists, tuples, dicts,
+    sets, NumPy arrays and pandas objects are compared element by element, with shape,
+    index and columns. An instructor stores the digest next to the exercise; the digest
+    does not reveal the answer. :func:`check_answer` compares a learner's value with it.
+    """
+    import hashlib
+
+    return hashlib.sha256(_canonical(value, digits).encode()).hexdigest()[:16]
+
+
+def check_answer(value: object, digest: str, digits: int = 6) -> bool:
+    """Tell a learner whether ``value`` is the exercise's answer, without showing the answer.
+
+    Prints one line, ``correct`` or ``not yet`` with what kind of value was given (type and,
+    for arrays and frames, shape), and returns the verdict. ``digest`` comes from
+    :func:`answer_digest` with the same ``digits``.
+    """
+    ok = answer_digest(value, digits) == digest
+    if ok:
+        print(f"correct: your {type(value).__name__} is the expected answer")
+    else:
+        shape = getattr(value, "shape", None)
+        kind = type(value).__name__ + (f" of shape {shape}" if shape is not None else "")
+        print(f"not yet: your {kind} is not the expected answer (compared to {digits} digits)")
+    return ok

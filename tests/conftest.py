@@ -90,3 +90,14 @@ def capstone_index() -> pd.DataFrame:
     from nepse_perf.data import load_prices, sample_path
 
     return load_prices(sample_path().parent / "capstone2020" / "nepse_index.csv")
+
+
+@pytest.fixture(scope="session")
+def serving_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A small saved model (hgb, 20 iterations) for the serving tests, trained once."""
+    from nepse_perf.data import load_prices, sample_path
+    from nepse_perf.model import make_dataset, save, train
+
+    ds = make_dataset(load_prices(sample_path()))
+    model = train(ds, kind="hgb", n_splits=2, max_iter=20)
+    return save(model, tmp_path_factory.mktemp("serving-model"))

@@ -104,11 +104,16 @@ def test_measure_rejects_bad_counts(kwargs):
         measure(lambda: None, **kwargs)
 
 
-def test_timed_call_disables_gc_and_restores_it():
+def test_timed_call_disables_gc_and_restores_it(monkeypatch):
+    import nepse_perf.bench.timing as timing_module
+
+    ticks = iter([10.0, 12.5])  # the clock read before and after the call
+    monkeypatch.setattr(timing_module.time, "perf_counter", lambda: next(ticks))
     seen = []
     assert gc.isenabled()
     elapsed, result = timed_call(lambda: seen.append(gc.isenabled()) or 42)
-    assert seen == [False] and result == 42 and elapsed >= 0
+    monkeypatch.undo()
+    assert seen == [False] and result == 42 and elapsed == 2.5
     assert gc.isenabled()
     gc.disable()
     try:

@@ -257,22 +257,74 @@ def test_invalidate_and_clear(cache: Cache, prices: pd.DataFrame) -> None:
     assert cache.clear() == 2 and len(cache) == 0 and cache.nbytes() == 0
 
 
-@pytest.mark.parametrize("backend", ["memory", "disk", "redis"])
-def test_ttl_expiry(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if backend == "memory":
-        c: Cache = MemoryCache(ttl=0.3)
-    elif backend == "disk":
-        c = DiskCache(tmp_path, ttl=0.3)
-    else:
-        c = RedisCache(request.getfixturevalue("redis_url"), ttl=0.3, prefix="ttl-test:")
-        assert c.put("abc", np.ones(3)) > 0
-        assert 0.0 < c.ttl_left("abc") <= 0.3
-        c.invalidate("abc")
+class _ShiftedClock:
+    """``time`` as the cache module sees it, ``offset`` seconds in the future (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.mark.parametrize("backend", ["memory", "disk"])
+def test_ttl_expiry(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nepse_perf.cache.stores as stores
+
+    clock = _ShiftedClock()
+    monkeypatch.setattr(stores, "time", clock)
+    c: Cache = MemoryCache(ttl=60.0) if backend == "memory" else DiskCache(tmp_path, ttl=60.0)
     c.put("abc", np.ones(3))
-    assert c.get("abc") is not None
-    time.sleep(0.6)
+    clock.offset = 59.0
+    assert c.get("abc") is not None and "abc" in c
+    clock.offset = 61.0
     assert c.get("abc") is None
-    assert "abc" not in c and c.stats.misses == 1
+    assert "abc" not in c and c.stats.misses == 1 and c.stats.hits == 1
+
+
+def test_ttl_expiry_redis(redis_url: str) -> None:
+    # Redis expires keys on its own clock: check the TTL it holds, then wait (bounded) for
+    # the key to go instead of reading once after a fixed sleep.
+    c = RedisCache(redis_url, ttl=1.0, prefix="ttl-test:")
+    assert c.put("abc", np.ones(3)) > 0
+    assert 0.0 < c.ttl_left("abc") <= 1.0
+    deadline = time.monotonic() + 15.0
+    while "abc" in c and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.get("abc") is None
+    assert c.ttl_left("abc") is None and c.stats.misses == 1
+
+
+def test_memory_cache_counts_exactly_under_threads() -> None:
+    c = MemoryCache(max_entries=4)
+    value = np.arange(8.0)
+    size = len(encode_array(value))
+    n_threads, n_ops = 8, 400
+
+    def work(t: int) -> None:
+        for i in range(n_ops):
+            key = f"k{(t + i) % 6}"
+            if c.get(key) is None:
+                c.put(key, value)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    st = c.stats
+    assert st.hits + st.misses == n_threads * n_ops
+    assert st.stores == st.misses and st.bytes_written == size * st.stores
+    assert st.bytes_read == size * st.hits
+    assert st.evictions <= st.stores and len(c) <= 4
 
 
 def test_memory_lru_evicts_least_recently_used() -> None:

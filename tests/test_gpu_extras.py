@@ -39,8 +39,13 @@ def test_absent_library_gives_a_clear_error(monkeypatch, name) -> None:
         fn(synthetic_prices(2, 30))
 
 
-def test_error_is_an_import_error() -> None:
-    assert issubclass(GPUExtraUnavailableError, ImportError)
+def test_absent_library_is_caught_as_an_import_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    try:  # what a caller that falls back on ImportError writes
+        cupy_sma(synthetic_prices(2, 30), 5)
+    except ImportError as exc:
+        caught = exc
+    assert type(caught) is GPUExtraUnavailableError and "cupy" in str(caught)
 
 
 @pytest.mark.parametrize("window", [2, 5, 20])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,9 @@ def test_peak_memory_runs_in_a_child(parquet_dir: tuple[Path, pd.DataFrame]) -> 
     a = peak_memory_mb("in_memory", directory)
     b = peak_memory_mb("out_of_core", directory)
     assert a["digest"] == b["digest"] and a["total"] == int(hot_days(prices).sum())
-    assert a["peak_mb"] >= 0 and b["seconds"] > 0
+    for got in (a, b):
+        assert set(got) == {"peak_mb", "seconds", "total", "digest"}
+        assert all(math.isfinite(got[k]) for k in ("peak_mb", "seconds"))
     with pytest.raises(ValueError, match="unknown job"):
         peak_memory_mb("everything", directory)
     with pytest.raises(RuntimeError, match=r"no \.parquet"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def test_there_are_notebooks() -> None:
@@ -37,6 +37,21 @@ def test_notebook_has_summary_and_hidden_solution(path: Path) -> None:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     text = "\n".join("".join(c["source"]) for c in cells)
     assert "Summary" in text, "a notebook closes with a summary table"
-    assert any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in cells), (
-        "the exercise needs a hidden solution cell (metadata.jupyter.source_hidden)"
-    )
+    hidden = [
+        i
+        for i, c in enumerate(cells)
+        if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")
+    ]
+    assert hidden, "the exercise needs a hidden solution cell (metadata.jupyter.source_hidden)"
+    shown = [i for i in hidden if not cells[i]["metadata"]["jupyter"].get("outputs_hidden")]
+    assert not shown, f"solution cells {shown} show their outputs (set jupyter.outputs_hidden)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_prints_its_environment_first(path: Path) -> None:
+    """One of the first two code cells prints the machine and versions, ignored by nbval."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"][:2]
+    assert any(
+        src.startswith("# NBVAL_IGNORE_OUTPUT") and "environment_report(" in src for src in code
+    ), "a first code cell must print environment_report(...) under # NBVAL_IGNORE_OUTPUT"

@@ -17,6 +17,7 @@ from nepse_perf.indicators import numba_fused
 from nepse_perf.indicators.panel import Panel, panel_from_frame
 from nepse_perf.indicators.params import IndicatorParams
 from nepse_perf.parallel import (
+    ChunkFailure,
     ParallelError,
     ParallelResult,
     chunk_bounds,
@@ -38,6 +39,13 @@ def fails_on_bad_symbol(panel: Panel, params: IndicatorParams, out: np.ndarray) 
     """Test kernel (module level, so process workers can import it): raises for ``BAD``."""
     if BAD in panel.symbols:
         raise ValueError(f"injected failure for {BAD}")
+    numba_fused.compute_serial(panel, params, out)
+
+
+def fails_on_whole_chunks(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
+    """Test kernel: raises on any chunk holding ``BAD`` and another symbol, works per symbol."""
+    if BAD in panel.symbols and panel.n_symbols > 1:
+        raise MemoryError(f"chunk of {panel.n_symbols} symbols too large")
     numba_fused.compute_serial(panel, params, out)
 
 
@@ -113,6 +121,10 @@ def test_failing_symbol_is_named_and_the_rest_kept(
     )
     assert not got.ok
     assert got.failed == {BAD: f"ValueError: injected failure for {BAD}"}
+    # The whole-chunk failure that led to the retry is recorded too, with its symbols.
+    assert len(got.chunk_failures) == 1
+    assert BAD in got.chunk_failures[0].symbols and len(got.chunk_failures[0].symbols) == 5
+    assert got.chunk_failures[0].cause == f"ValueError: injected failure for {BAD}"
     ref = compute_indicators(shuffled, "numba_parallel")
     bad = (shuffled["symbol"] == BAD).to_numpy()
     assert got.indicators[bad].isna().all().all()
@@ -121,6 +133,24 @@ def test_failing_symbol_is_named_and_the_rest_kept(
         got.unwrap()
     assert info.value.failed == got.failed
     assert info.value.result is got
+
+
+@pytest.mark.parametrize("executor", ["thread", "pool"])
+def test_chunk_failure_is_recorded_even_when_the_retry_succeeds(
+    sample_prices: pd.DataFrame, pool: ProcessPoolExecutor, executor: str
+) -> None:
+    ex = pool if executor == "pool" else executor
+    got = compute_indicators_parallel(
+        sample_prices, fails_on_whole_chunks, workers=2, chunk_symbols=5, executor=ex
+    )
+    assert got.ok and got.failed == {}
+    pd.testing.assert_frame_equal(
+        got.indicators, compute_indicators(sample_prices, "numba_parallel")
+    )
+    (failure,) = got.chunk_failures
+    assert isinstance(failure, ChunkFailure) and BAD in failure.symbols
+    assert failure.cause == "MemoryError: chunk of 5 symbols too large"
+    assert str(failure).startswith(f"chunk {failure.symbols[0]}..{failure.symbols[-1]} (5 symbols)")
 
 
 def test_dead_worker_reports_its_symbols(sample_prices: pd.DataFrame) -> None:
@@ -207,9 +237,27 @@ def test_measure_interleaved_alternates_calls() -> None:
     )
     assert calls == ["a", "b"] * 4
     assert [t.repeat for t in timings.values()] == [3, 3]
-    assert all(t.first is not None and t.best >= 0 for t in timings.values())
+    assert all(t.first is not None and t.best <= t.median <= t.worst for t in timings.values())
     with pytest.raises(ValueError, match="rounds"):
         measure_interleaved({}, rounds=0)
+
+
+def test_speedup_table_reports_spread_and_runs() -> None:
+    from nepse_perf.bench.timing import Timing
+    from nepse_perf.parallel import speedup_table
+
+    runs = {"base": Timing((0.010, 0.012, 0.014, 0.016, 0.018)), "fast": Timing((0.004, 0.005))}
+    table = speedup_table(runs, "base")
+    assert list(table.columns) == [
+        "median (ms)",
+        "IQR (ms)",
+        "best (ms)",
+        "runs",
+        "speed-up (median)",
+        "speed-up (best)",
+    ]
+    assert table.loc["base", "IQR (ms)"] == 4.0 and table.loc["base", "runs"] == 5
+    assert table.loc["fast", "speed-up (median)"] == round(14 / 4.5, 2)
 
 
 def test_in_place_thread_chunks_isolate_a_failing_symbol(
@@ -230,6 +278,8 @@ def test_in_place_thread_chunks_isolate_a_failing_symbol(
         sample_prices, "numba_parallel", workers=2, chunk_symbols=6, executor="thread"
     )
     assert got.failed == {BAD: "FloatingPointError: injected"}
+    (failure,) = got.chunk_failures
+    assert BAD in failure.symbols and failure.cause == "FloatingPointError: injected"
     bad = (sample_prices["symbol"] == BAD).to_numpy()
     ref = compute_indicators(sample_prices, "numba_parallel")
     assert got.indicators[bad].isna().all().all()

@@ -115,6 +115,28 @@ def test_bad_chunks_raise_and_leave_the_state_alone() -> None:
         stream.update(b.drop(columns="low"))
 
 
+def test_rejected_chunk_with_a_new_symbol_leaves_no_trace() -> None:
+    prices = synthetic_prices(3, 60, seed=4)
+    known, newcomer = prices["symbol"].unique()[:2], prices["symbol"].unique()[2]
+    first = prices[prices["symbol"].isin(known)]
+    stream = IndicatorStream()
+    stream.update(first.iloc[:70])
+    before = (stream.symbols, stream.state_nbytes(), [stream.bars_seen(s) for s in known])
+    # The new symbol's rows come first and are fine; a later row of a known symbol is bad.
+    bad = pd.concat([prices[prices["symbol"] == newcomer].iloc[:30], first.iloc[70:]])
+    bad.loc[bad.index[-1], "close"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        stream.update(bad)
+    after = (stream.symbols, stream.state_nbytes(), [stream.bars_seen(s) for s in known])
+    assert after == before
+    assert newcomer not in stream.symbols and stream.bars_seen(newcomer) == 0
+    # Resuming with the good rows gives exactly the whole-series result.
+    rest = pd.concat([first.iloc[70:], prices[prices["symbol"] == newcomer]])
+    got = stream.update(rest)
+    whole = compute_indicators(prices, "numba").loc[rest.index]
+    assert same(got, whole)
+
+
 def test_state_is_small_and_counts_bars() -> None:
     prices = synthetic_prices(5, 100, seed=1)
     stream = IndicatorStream()

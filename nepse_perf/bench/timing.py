@@ -44,6 +44,25 @@ class Timing:
         return float(statistics.fmean(self.times))
 
     @property
+    def worst(self) -> float:
+        """Slowest timed repeat, in seconds."""
+        return float(max(self.times))
+
+    @property
+    def quartiles(self) -> tuple[float, float]:
+        """First and third quartile of the timed repeats (seconds; both the value for 1 run)."""
+        if len(self.times) < 2:
+            return (self.times[0], self.times[0])
+        q = statistics.quantiles(self.times, n=4, method="inclusive")
+        return (float(q[0]), float(q[2]))
+
+    @property
+    def iqr(self) -> float:
+        """Interquartile range of the timed repeats, in seconds (the spread to report)."""
+        q1, q3 = self.quartiles
+        return q3 - q1
+
+    @property
     def repeat(self) -> int:
         """Number of timed repeats."""
         return len(self.times)

@@ -77,6 +77,8 @@ class Cache(ABC):
     class encodes and decodes arrays, checks shape and dtype, keeps :class:`CacheStats` and
     turns backend failures into one :class:`CacheUnavailableWarning` per cache object.
     ``ttl`` (seconds, ``None`` = never) is how long an entry stays valid after ``put``.
+    Every counter update goes through :meth:`_count`, under one lock per cache object, so
+    the statistics stay exact when threads share a cache.
     """
 
     name: ClassVar[str] = "cache"
@@ -87,6 +89,13 @@ class Cache(ABC):
         self.ttl = ttl
         self.stats = CacheStats()
         self._warned = False
+        self._stats_lock = threading.Lock()
+
+    def _count(self, **increments: int) -> None:
+        """Add to the named :class:`CacheStats` counters atomically (thread-safe)."""
+        with self._stats_lock:
+            for name, n in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)
 
     # -- the byte-level operations each backend provides -------------------------------
     @abstractmethod
@@ -111,9 +120,10 @@ class Cache(ABC):
 
     # -- failure handling ---------------------------------------------------------------
     def _failed(self, exc: BaseException) -> None:
-        self.stats.errors += 1
-        if not self._warned:
-            self._warned = True
+        with self._stats_lock:
+            self.stats.errors += 1
+            first, self._warned = not self._warned, True
+        if first:
             warnings.warn(
                 f"{type(self).__name__} is unavailable ({type(exc).__name__}: {exc}); "
                 "computing results without it",
@@ -144,7 +154,7 @@ class Cache(ABC):
         """
         data = self._guard(lambda: self._load(key), None)
         if data is None:
-            self.stats.misses += 1
+            self._count(misses=1)
             return None
         try:
             array = decode_array(data)
@@ -153,12 +163,10 @@ class Cache(ABC):
             if dtype is not None and array.dtype != np.dtype(dtype):
                 raise CacheFormatError(f"dtype {array.dtype} != expected {np.dtype(dtype)}")
         except CacheFormatError:
-            self.stats.errors += 1
-            self.stats.misses += 1
+            self._count(errors=1, misses=1)
             self._guard(lambda: self._delete(key), False)
             return None
-        self.stats.hits += 1
-        self.stats.bytes_read += len(data)
+        self._count(hits=1, bytes_read=len(data))
         return array
 
     def put(self, key: str, array: np.ndarray) -> int:
@@ -171,8 +179,7 @@ class Cache(ABC):
 
         if not self._guard(save, False):
             return 0
-        self.stats.stores += 1
-        self.stats.bytes_written += len(data)
+        self._count(stores=1, bytes_written=len(data))
         return len(data)
 
     def invalidate(self, key: str) -> bool:
@@ -193,7 +200,8 @@ class Cache(ABC):
 
     def reset_stats(self) -> None:
         """Zero the counters."""
-        self.stats = CacheStats()
+        with self._stats_lock:
+            self.stats = CacheStats()
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in set(self._guard(self._keys, []))
@@ -261,7 +269,7 @@ class MemoryCache(Cache):
             ):
                 _, (_, dropped) = self._data.popitem(last=False)
                 self._size -= len(dropped)
-                self.stats.evictions += 1
+                self._count(evictions=1)
 
     def _delete(self, key: str) -> bool:
         with self._lock:
@@ -389,7 +397,7 @@ class RedisCache(Cache):
 
     def _guard(self, op: Callable[[], T], default: T) -> T:
         if time.monotonic() < self._down_until:
-            self.stats.errors += 1
+            self._count(errors=1)
             return default
         try:
             return op()

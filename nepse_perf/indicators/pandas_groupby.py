@@ -5,6 +5,15 @@ The plain pandas one-liners differ from TA-Lib (``ewm(span=n)`` is adjusted and 
 warm-up rows, put TA-Lib's seed (an SMA) on the first valid row, then run
 ``ewm(alpha=..., adjust=False)``, which starts at the first non-NaN value. Wilder's
 smoothing is ``alpha = 1/n``; the EMA's is ``alpha = 2/(n+1)``.
+
+The Bollinger variance is the one place where ``rolling`` is not accurate enough:
+``rolling(n).var()`` is an online update (Welford, each bar added and the oldest removed),
+so its sum of squared deviations carries rounding residue from every earlier bar of the
+symbol, and pandas 3 no longer zeroes a window of identical values. After a long history at
+higher prices a flat window keeps a residue of order 1e-12 NPR^2, whose square root (about
+2e-6 NPR) is far outside TA-Lib's agreement (the ``large`` benchmark panel hit 5.5e-6).
+:func:`window_variance` computes each window's variance from its own ``n`` values instead
+(two passes: deviations from the window's mean), so nothing is carried between windows.
 """
 
 from __future__ import annotations
@@ -23,6 +32,23 @@ def _seeded_ewm(
     x = values.where(pos > first)
     x = x.mask(pos == first, seed)
     return x.groupby(keys, sort=False).ewm(alpha=alpha, adjust=False).mean().droplevel(0)
+
+
+def window_variance(values: pd.Series, keys: np.ndarray, mean: pd.Series, n: int) -> pd.Series:
+    """Population variance of each row's last ``n`` values of its group, from those values only.
+
+    ``mean`` is the window mean (the rolling mean); the result is the mean of the ``n``
+    squared deviations ``(x[t-k] - mean[t])**2``, k = 0..n-1, gathered with a grouped
+    ``shift`` so symbols may interleave. Rows with fewer than ``n`` values are NaN. Exact
+    for a window of identical values (0.0) and independent of all earlier bars, unlike
+    ``rolling(n).var()``, whose running sums carry rounding from the whole series.
+    Units: those of ``values`` squared.
+    """
+    grouped = values.groupby(keys, sort=False)
+    total = (values - mean) ** 2
+    for k in range(1, n):
+        total += (grouped.shift(k) - mean) ** 2
+    return total / n
 
 
 def indicators_frame(frame: pd.DataFrame, params: IndicatorParams) -> pd.DataFrame:
@@ -78,8 +104,8 @@ def indicators_frame(frame: pd.DataFrame, params: IndicatorParams) -> pd.DataFra
     macd = macd.where(pos >= sig_first)
 
     middle = rolling_mean(close, p.bb_period)
-    var = close.groupby(keys, sort=False).rolling(p.bb_period).var(ddof=0).droplevel(0)
-    width = np.sqrt(var.clip(lower=0.0)) * p.bb_nbdev
+    var = window_variance(close, keys, middle, p.bb_period)
+    width = np.sqrt(var) * p.bb_nbdev
 
     prev_close = by_symbol.shift(1)
     true_range = pd.concat(
