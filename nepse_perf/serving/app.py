@@ -1,0 +1,547 @@
+"""The prediction service: a FastAPI app around the ONNX model and a micro-batcher.
+
+Endpoints (errors are JSON ``{"detail": ...}``, never a 500 for bad input):
+
+=============================  ==========================================================
+``GET /healthz``               200 ``{"status": "ok"}`` while the process serves (liveness)
+``GET /readyz``                200 once the model and prices are loaded and warm, else 503
+``GET /v1/model``              name, version, kind, ordered ``features``, training dates,
+                               metrics
+``POST /v1/predict``           ``{"symbols": [...]}`` -> per symbol its latest session date,
+                               ``prob_up`` and the model version (features from the prices
+                               through ``compute_indicators``, cached per symbol until the
+                               price files change)
+``POST /v1/predict/features``  ``{"rows": [[...], ...]}`` (columns in ``/v1/model`` order)
+                               -> ``{"prob_up": [...]}``: the pure-inference path
+``GET /metrics``               Prometheus text: requests, latency histogram, batch sizes,
+                               queue depth, feature computations (this worker's registry)
+=============================  ==========================================================
+
+Bad input answers 400 (malformed JSON, wrong shape or type, NaN/inf), 404 (unknown symbol,
+named), 413 (too many symbols/rows, body over ``max_body_bytes``) or 422 (a symbol with too
+little history); a full queue answers 503 with ``Retry-After``. ``create_app(config)`` builds
+an app; ``app_from_env()`` is the factory ``uvicorn --factory`` calls in every worker process
+(``nepse-perf serve`` sets the ``NEPSE_PERF_SERVE_*`` variables it reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from .batcher import MicroBatcher, Overloaded
+
+__all__ = ["ENV_PREFIX", "ServeConfig", "app_from_env", "create_app", "onnx_predictor"]
+
+ENV_PREFIX = "NEPSE_PERF_SERVE_"
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What one worker process serves and its limits.
+
+    ``model_dir`` a directory written by ``nepse_perf.model.save``; ``prices`` a price file
+    or directory for ``/v1/predict`` (None: the shipped sample); ``max_batch`` rows per ONNX
+    call; ``max_wait_ms`` how long the oldest queued request waits for company;
+    ``max_queue`` rows allowed to wait before 503; ``max_rows`` rows per request and
+    ``max_symbols`` symbols per request (413 beyond); ``max_body_bytes`` request body limit
+    (413 beyond); ``threads`` ONNX Runtime intra-op threads.
+    """
+
+    model_dir: str
+    prices: str | None = None
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+    max_queue: int = 4096
+    max_rows: int = 1024
+    max_symbols: int = 256
+    max_body_bytes: int = 1_048_576
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_queue", "max_rows", "max_symbols", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {self.threads!r}")
+        if not (isinstance(self.max_wait_ms, int | float) and 0 <= self.max_wait_ms <= 10_000):
+            raise ValueError(f"max_wait_ms must be within 0-10000 ms, got {self.max_wait_ms!r}")
+
+    def to_env(self) -> dict[str, str]:
+        """The ``NEPSE_PERF_SERVE_*`` variables that :func:`app_from_env` reads back."""
+        return {ENV_PREFIX + k.upper(): str(v) for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServeConfig:
+        """Read a config from ``NEPSE_PERF_SERVE_*`` variables (``MODEL_DIR`` required)."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key not in env:
+                continue
+            text = env[key]
+            try:
+                if f.name in ("model_dir", "prices"):
+                    kwargs[f.name] = text
+                elif f.name == "max_wait_ms":
+                    kwargs[f.name] = float(text)
+                else:
+                    kwargs[f.name] = int(text)
+            except ValueError:
+                raise ValueError(f"{key}={text!r}: not a number") from None
+        if "model_dir" not in kwargs:
+            raise ValueError(f"{ENV_PREFIX}MODEL_DIR is not set (the model directory)")
+        return cls(**kwargs)
+
+
+class BadRequest(Exception):
+    """A client error: answered with ``status`` and ``{"detail": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _prices_fingerprint(path: Path) -> tuple:
+    """Size and mtime of every price file under ``path``: changes when the prices change."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out = []
+    for p in files:
+        st = p.stat()
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+class SymbolFeatures:
+    """Latest feature row per symbol, computed on first request and cached.
+
+    The cache is keyed by the price files' fingerprint (sizes and modification times,
+    checked at most once per ``check_every_s``): when a file changes, prices are reloaded
+    and every symbol is recomputed on its next request. ``computations`` counts symbols
+    whose features were computed (a repeated symbol costs none).
+    """
+
+    def __init__(self, path: Path, features: Sequence[str], check_every_s: float = 1.0):
+        self.path = path
+        self.features = tuple(features)
+        self.check_every_s = check_every_s
+        self.computations = 0
+        self._fingerprint: tuple | None = None
+        self._checked = 0.0
+        self._prices = None
+        self._groups: dict[str, Any] = {}
+        self._cache: dict[str, tuple[str, np.ndarray]] = {}
+        self._lock = threading.Lock()  # requests run latest() in worker threads
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._prices is not None and now - self._checked < self.check_every_s:
+            return
+        self._checked = now
+        fingerprint = _prices_fingerprint(self.path)
+        if fingerprint == self._fingerprint:
+            return
+        from ..data import load_prices
+
+        prices = load_prices(self.path)
+        self._prices = prices
+        self._groups = {
+            str(sym): idx
+            for sym, idx in prices.groupby("symbol", observed=True, sort=True).groups.items()
+        }
+        self._cache = {}
+        self._fingerprint = fingerprint
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every symbol of the current prices."""
+        with self._lock:
+            self._refresh()
+            return sorted(self._groups)
+
+    def latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+        """(latest session date ISO, feature row) per symbol; BadRequest 404/422 otherwise."""
+        with self._lock:
+            return self._latest(symbols)
+
+    def _latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+        from ..model import feature_frame
+
+        self._refresh()
+        unknown = [s for s in symbols if s not in self._groups]
+        if unknown:
+            raise BadRequest(404, f"unknown symbol(s): {', '.join(unknown)}")
+        out = []
+        for sym in symbols:
+            hit = self._cache.get(sym)
+            if hit is None:
+                rows = self._prices.loc[self._groups[sym]]
+                feats = feature_frame(rows)
+                last = rows["date"].to_numpy().argmax()
+                vec = feats.iloc[last].to_numpy(dtype=np.float64)
+                self.computations += 1
+                if not np.isfinite(vec).all():
+                    raise BadRequest(
+                        422,
+                        f"symbol {sym}: its latest session is inside the indicators' warm-up "
+                        f"({len(rows)} sessions of history); no prediction",
+                    )
+                date = rows["date"].iloc[last]
+                hit = (str(date.date()), vec)
+                self._cache[sym] = hit
+            out.append(hit)
+        return out
+
+
+def _parse_rows(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise BadRequest(400, 'body must be a JSON object {"rows": [[...], ...]}')
+    rows = payload["rows"]
+    if not isinstance(rows, list) or not rows:
+        raise BadRequest(400, "rows must be a non-empty list of rows")
+    if len(rows) > max_rows:
+        raise BadRequest(413, f"too many rows: {len(rows)} (limit {max_rows} per request)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise BadRequest(400, f"rows[{i}] must be a list of {n_features} numbers")
+        if len(row) != n_features:
+            raise BadRequest(
+                400, f"rows[{i}] has {len(row)} values; the model takes {n_features} features"
+            )
+        for j, v in enumerate(row):
+            kind = type(v)
+            if kind is not float and kind is not int:
+                raise BadRequest(400, f"rows[{i}][{j}] is {v!r}, expected a number")
+            if kind is float and not math.isfinite(v):
+                raise BadRequest(400, f"rows[{i}][{j}] is {v!r}; features must be finite")
+    try:
+        arr = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        raise BadRequest(400, "a value does not fit a float64") from None
+    if not np.isfinite(arr).all():  # huge ints overflow to inf
+        raise BadRequest(400, "a value does not fit a float64 (features must be finite)")
+    return arr
+
+
+def _parse_symbols(payload: Any, max_symbols: int) -> list[str]:
+    if not isinstance(payload, dict) or "symbols" not in payload:
+        raise BadRequest(400, 'body must be a JSON object {"symbols": ["NABIL", ...]}')
+    symbols = payload["symbols"]
+    if not isinstance(symbols, list) or not symbols:
+        raise BadRequest(400, "symbols must be a non-empty list of strings")
+    if len(symbols) > max_symbols:
+        raise BadRequest(413, f"too many symbols: {len(symbols)} (limit {max_symbols} per request)")
+    for i, s in enumerate(symbols):
+        if not isinstance(s, str) or not s.strip():
+            raise BadRequest(400, f"symbols[{i}] is {s!r}, expected a symbol such as 'NABIL'")
+    return [s.strip().upper() for s in symbols]
+
+
+class _Metrics:
+    """This worker's Prometheus registry (one per app, so tests can build several apps)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "nepse_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nepse_request_latency_seconds",
+            "Time from request start to response end in this process",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "nepse_batch_rows",
+            "Rows per ONNX Runtime call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "nepse_batch_seconds",
+            "Seconds per ONNX Runtime call",
+            buckets=(0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
+            registry=self.registry,
+        )
+        self.queue_rows = Gauge(
+            "nepse_queue_rows", "Rows waiting for a batch", registry=self.registry
+        )
+        self.refused = Counter(
+            "nepse_overload_refusals", "Requests refused with 503", registry=self.registry
+        )
+        self.feature_computations = Gauge(
+            "nepse_feature_computations",
+            "Symbols whose features were computed (cache misses)",
+            registry=self.registry,
+        )
+
+    def on_batch(self, rows: int, seconds: float) -> None:
+        self.batch_rows.observe(rows)
+        self.batch_seconds.observe(seconds)
+
+
+_ENDPOINTS = {
+    "/healthz",
+    "/readyz",
+    "/v1/model",
+    "/v1/predict",
+    "/v1/predict/features",
+    "/metrics",
+}
+
+
+class _MetricsAndLimits:
+    """Pure ASGI middleware: counts and times requests, refuses a ``Content-Length`` over the
+    body limit (413) before reading the body. A chunked body (no length) is counted as it
+    arrives by the endpoints (``read_json``), so neither form buffers more than the limit.
+    """
+
+    def __init__(self, app: Any, metrics: _Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in _ENDPOINTS else "other"
+        status_box = [500]
+
+        async def send_wrapped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        too_big = False
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body
+                except ValueError:
+                    too_big = False
+                break
+        if too_big:
+            await self._refuse(send_wrapped)
+        else:
+            await self.app(scope, receive, send_wrapped)
+        self.metrics.requests.labels(endpoint, str(status_box[0])).inc()
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(
+            {"detail": f"request body over the limit of {self.max_body:,} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """One ONNX Runtime call per block of rows: the graph's ``raw_score``, then the link.
+
+    The same computation as ``predict_proba`` (engine ``"onnx"``): the probability is
+    SciPy's ``expit`` of the raw score, applied in float64 outside ONNX Runtime, whose own
+    vectorised float64 sigmoid can differ in the last bit between a call of one row and a
+    call of many. So a row's probability is the same bits whether it is predicted alone or
+    in any batch (with one intra-op thread; with more, ONNX Runtime splits large calls over
+    the trees and sums in another order: equal to about 1e-16, not bitwise; notebook 10
+    counts it). Returns float64 of shape (rows,).
+    """
+    from ..model.io import link_function
+    from ..model.onnx_export import ONNX_INPUT, ONNX_SCORE
+
+    dtype = np.float32 if model.onnx_dtype == "float32" else np.float64
+    session = model.session
+    link = link_function(model.kind)
+
+    def predict(block: np.ndarray) -> np.ndarray:
+        out = session.run([ONNX_SCORE], {ONNX_INPUT: block.astype(dtype, copy=False)})[0]
+        return link(out.reshape(-1).astype(np.float64))
+
+    return predict
+
+
+def create_app(config: ServeConfig) -> Any:
+    """A FastAPI app serving ``config.model_dir`` (see the module docstring for endpoints).
+
+    The model, the prices and the batcher load in the app's lifespan (once per worker
+    process); ``/readyz`` turns 200 after one warm-up prediction. On shutdown (uvicorn
+    stops accepting and waits for in-flight requests first) the batcher finishes its queue.
+    """
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from ..model import load
+
+    metrics = _Metrics()
+    state: dict[str, Any] = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from ..data import sample_path
+
+        model = load(config.model_dir, threads=config.threads)
+        batcher = MicroBatcher(
+            onnx_predictor(model),
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue,
+            on_batch=metrics.on_batch,
+            on_queue=metrics.queue_rows.set,
+        )
+        prices_path = Path(config.prices) if config.prices else sample_path()
+        symbols = SymbolFeatures(prices_path, model.features)
+        await batcher.start()
+        state.update(model=model, batcher=batcher, symbols=symbols)
+        # warm-up: the prices load, one symbol's features, one model call
+        first = await asyncio.to_thread(lambda: symbols.symbols[0])
+        _, vec = (await asyncio.to_thread(symbols.latest, [first]))[0]
+        await batcher.submit(vec[None, :])
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await batcher.stop()
+
+    app = FastAPI(
+        title="nepse-perf prediction service",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return error(exc.status, exc.message, exc.headers)
+
+    async def read_json(request: Request) -> Any:
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise BadRequest(
+                    413, f"request body over the limit of {config.max_body_bytes:,} bytes"
+                )
+            parts.append(chunk)
+        body = b"".join(parts)
+        if not body:
+            raise BadRequest(400, "empty body: expected JSON")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(400, f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest(400, "malformed JSON: nested too deeply") from None
+
+    async def infer(rows: np.ndarray) -> np.ndarray:
+        if "batcher" not in state:
+            raise BadRequest(503, "the model is not loaded yet", {"Retry-After": "1"})
+        try:
+            return await state["batcher"].submit(rows)
+        except Overloaded as exc:
+            metrics.refused.inc()
+            raise BadRequest(
+                503, f"overloaded: {exc}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if state["ready"]:
+            return JSONResponse({"status": "ready"})
+        return error(503, "not ready: the model or prices are still loading")
+
+    @app.get("/v1/model")
+    async def model_info() -> dict:
+        m = state["model"]
+        return {
+            "name": m.name,
+            "version": m.version,
+            "kind": m.kind,
+            "features": list(m.features),
+            "horizon": m.horizon,
+            "train_start": m.train_start,
+            "train_end": m.train_end,
+            "metrics": m.metrics,
+        }
+
+    @app.post("/v1/predict/features")
+    async def predict_features(request: Request) -> Response:
+        payload = await read_json(request)
+        rows = _parse_rows(payload, len(state["model"].features), config.max_rows)
+        probs = await infer(rows)
+        body = json.dumps({"prob_up": probs.tolist()}).encode()  # skips FastAPI's encoder
+        return Response(body, media_type="application/json")
+
+    @app.post("/v1/predict")
+    async def predict_symbols(request: Request) -> dict:
+        payload = await read_json(request)
+        symbols = _parse_symbols(payload, config.max_symbols)
+        found = await asyncio.to_thread(state["symbols"].latest, symbols)
+        metrics.feature_computations.set(state["symbols"].computations)
+        rows = np.stack([vec for _, vec in found])
+        probs = await infer(rows)
+        version = state["model"].version
+        return {
+            "predictions": [
+                {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
+                for s, (d, _), p in zip(symbols, found, probs, strict=True)
+            ]
+        }
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        if "symbols" in state:
+            metrics.feature_computations.set(state["symbols"].computations)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return _MetricsAndLimits(app, metrics, config.max_body_bytes)
+
+
+def app_from_env() -> Any:
+    """The app of the ``NEPSE_PERF_SERVE_*`` environment: uvicorn's factory in each worker."""
+    return create_app(ServeConfig.from_env())

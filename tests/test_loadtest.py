@@ -1,0 +1,141 @@
+"""The open-loop load generator and the wrk wrapper against a real service (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nepse_perf.cli import main
+from nepse_perf.model import FEATURES
+from nepse_perf.serving.loadtest import (
+    LoadResult,
+    check_loopback_url,
+    features_body,
+    format_result,
+    run_loadtest,
+    run_wrk,
+    sample_feature_rows,
+)
+from nepse_perf.serving.process import ServiceProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def service(serving_model_dir):
+    with ServiceProcess(serving_model_dir) as svc:
+        yield svc
+
+
+def test_only_loopback_urls() -> None:
+    assert check_loopback_url("http://127.0.0.1:8000") == (
+        "127.0.0.1",
+        8000,
+        "/v1/predict/features",
+    )
+    assert check_loopback_url("http://localhost:81/v1/predict")[0] == "127.0.0.1"
+    assert check_loopback_url("http://[::1]:81/healthz") == ("::1", 81, "/healthz")
+    for bad in ("http://example.com/", "http://10.1.2.3:80", "https://127.0.0.1", "ftp://x"):
+        with pytest.raises(ValueError):
+            check_loopback_url(bad)
+
+
+def test_bounds_are_enforced() -> None:
+    url = "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="over the limit"):
+        run_loadtest(url, rate=100_000, duration=100, body=b"{}")
+    with pytest.raises(ValueError, match="over the limit"):
+        run_loadtest(url, rate=1, duration=3600, body=b"{}")
+    with pytest.raises(ValueError, match="> 0"):
+        run_loadtest(url, rate=0, duration=1, body=b"{}")
+
+
+def test_sample_rows_are_real_features() -> None:
+    rows = sample_feature_rows(16, seed=2)
+    assert rows.shape == (16, len(FEATURES)) and np.isfinite(rows).all()
+    np.testing.assert_array_equal(rows, sample_feature_rows(16, seed=2))
+    assert json.loads(features_body(rows[:2]))["rows"] == rows[:2].tolist()
+
+
+def test_open_loop_run_counts_every_request(service) -> None:
+    r = run_loadtest(service.url, rate=200, duration=1.0, rows=2)
+    assert isinstance(r, LoadResult)
+    assert r.scheduled == 200 and r.completed_ok == 200 and r.errors == {}
+    assert r.p50_ms <= r.p95_ms <= r.p99_ms <= r.max_ms
+    assert r.p99_ms >= r.service_p99_ms  # measured from the schedule, not the send
+    assert r.predictions_per_s == pytest.approx(2 * r.achieved_rps)
+    assert "offered 200/s" in format_result(r)
+
+
+def test_errors_are_counted_by_status(service) -> None:
+    r = run_loadtest(service.url, rate=50, duration=0.4, body=b'{"rows": []}')
+    assert r.errors == {"400": 20} and r.completed_ok == 0
+
+
+def test_refused_connections_are_counted() -> None:
+    r = run_loadtest(f"http://127.0.0.1:{free_port()}", rate=20, duration=0.25, body=b"{}")
+    assert r.errors == {"connection": 5} and r.completed_ok == 0
+
+
+def test_cli_writes_json(service, tmp_path, capsys) -> None:
+    out = tmp_path / "lt.json"
+    code = main(["loadtest", service.url, "--rate", "100", "--duration", "0.5", "--out", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["scheduled"] == 50 and data["completed_ok"] == 50
+    assert {"p50_ms", "p95_ms", "p99_ms", "max_ms", "achieved_rps", "errors"} <= set(data)
+    assert "offered 100/s" in capsys.readouterr().out
+
+
+def test_cli_refuses_remote_targets(capsys) -> None:
+    assert main(["loadtest", "http://192.0.2.1:80", "--rate", "1", "--duration", "1"]) == 2
+    assert "not a loopback address" in capsys.readouterr().err
+
+
+def test_wrk_cross_check(service) -> None:
+    body = features_body(sample_feature_rows(1))
+    w = run_wrk(service.url, body=body, duration=1, connections=4)
+    assert w["requests_per_s"] > 0 and w["non_2xx"] == 0
+    assert w["p50_ms"] <= w["p99_ms"]
+
+
+def _sweep(points: list[tuple[float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"offered_rps": o, "achieved_rps": a, "p99_ms": p, "errors": 0} for o, a, p in points]
+    )
+
+
+def test_capacity_from_sweeps(tmp_path) -> None:
+    from nepse_perf.serving.experiments import (
+        capacity_at_p99,
+        capacity_or_peak,
+        capacity_summary,
+        write_capacity,
+    )
+
+    one = _sweep([(200, 200, 5), (800, 795, 20), (1600, 1200, 300)])
+    two = _sweep([(200, 200, 4), (800, 798, 9), (1600, 1590, 24), (2400, 1800, 400)])
+    assert capacity_at_p99(one, 25).rps == 795  # 1600 did not keep up and missed the p99
+    cap, met = capacity_or_peak(one, 4)
+    assert not met and cap.rps == 1200  # nothing met 4 ms: the peak, with its p99
+    assert cap.p99_ms == 300
+    s = capacity_summary({"w1": one, "w2": two}, "w1", cores=2, p99_target_ms=25)
+    assert s["meets_p99_target"] and s["per_worker_rps"] == 795
+    assert s["per_core_rps"] == 1590 / 2 and s["per_core_from"] == "w2"
+    assert s["peak_per_core_rps"] == 1800 / 2
+    # the worker misses the target: both numbers are peaks, never a mix
+    s = capacity_summary({"w1": one, "w2": two}, "w1", cores=2, p99_target_ms=4.5)
+    assert not s["meets_p99_target"]
+    assert (s["per_worker_rps"], s["per_core_rps"]) == (1200, 900)
+    kw = {k: v for k, v in s.items() if k != "per_core_from"}
+    path = write_capacity(tmp_path / "c.json", configuration={}, machine={}, **kw)
+    data = json.loads(path.read_text())
+    assert data["per_core_predictions_per_s"] == 900 and data["meets_p99_target"] is False
+    with pytest.raises(ValueError, match="per_worker_rps"):
+        write_capacity(
+            tmp_path / "x.json",
+            configuration={},
+            machine={},
+            **{**kw, "per_worker_rps": float("nan")},
+        )
