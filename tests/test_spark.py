@@ -69,6 +69,12 @@ class TestLocalSpark:
         pd.testing.assert_frame_equal(got, in_process)
         assert_matches_talib(got, talib_reference(sample_prices))
 
+    def test_one_group_per_symbol_gives_the_same_frame(
+        self, spark: SparkSession, sample_prices: pd.DataFrame, in_process: pd.DataFrame
+    ) -> None:
+        got = compute_indicators_spark(sample_prices, spark=spark, per_symbol=True)
+        pd.testing.assert_frame_equal(got, in_process)
+
     def test_unsorted_input_other_parameters(
         self, spark: SparkSession, sample_prices: pd.DataFrame
     ) -> None:

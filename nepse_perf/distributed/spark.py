@@ -383,38 +383,83 @@ def tumbling_daily_average(prices: DataFrame) -> DataFrame:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def _per_symbol(
+def _per_group(
     compute: ComputeFn, params: IndicatorParams
 ) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """The ``applyInPandas`` function: one symbol's rows in, ``row`` + ten indicators out."""
+    """The ``applyInPandas`` function: one group's rows in, ``row`` + ten indicators out.
+
+    A group is one symbol (``per_symbol=True``) or a bucket of whole symbols; the kernel
+    runs once per group. An error names the group's symbol(s).
+    """
 
     def indicators(pdf: pd.DataFrame) -> pd.DataFrame:
-        symbol = str(pdf["symbol"].iloc[0]) if len(pdf) else "?"
         try:
             ind = compute_indicators_with(pdf, compute, params)
         except Exception as exc:
-            raise RuntimeError(f"symbol {symbol}: {type(exc).__name__}: {exc}") from exc
+            raise RuntimeError(_name_failures(pdf, compute, params, exc)) from exc
         ind.insert(0, "row", pdf["row"].to_numpy(dtype=np.int64))
         return ind
 
     return indicators
 
 
+def _name_failures(
+    pdf: pd.DataFrame, compute: ComputeFn, params: IndicatorParams, exc: Exception
+) -> str:
+    """The message for a failed group: the failing symbol(s) and the first cause.
+
+    A bucket holds many symbols; each is retried alone to find which failed, as the
+    process and thread pools of ``nepse_perf.parallel`` do.
+    """
+    symbols = [str(s) for s in pdf["symbol"].unique()]
+    if len(symbols) <= 1:
+        return f"symbol {symbols[0] if symbols else '?'}: {type(exc).__name__}: {exc}"
+    failed: list[tuple[str, Exception]] = []
+    for sym in symbols:
+        try:
+            compute_indicators_with(pdf[pdf["symbol"] == sym], compute, params)
+        except Exception as one:
+            failed.append((sym, one))
+    if not failed:  # only the whole group fails: report it as such
+        return f"symbols {', '.join(symbols)}: {type(exc).__name__}: {exc}"
+    sym, cause = failed[0]
+    more = (
+        f" (and {len(failed) - 1} more: {', '.join(s for s, _ in failed[1:])})"
+        if len(failed) > 1
+        else ""
+    )
+    return f"symbol {sym}: {type(cause).__name__}: {cause}{more}"
+
+
 def indicators_spark(
-    prices: DataFrame, *, backend: str | ComputeFn = "numba_parallel", **params: float
+    prices: DataFrame,
+    *,
+    backend: str | ComputeFn = "numba_parallel",
+    per_symbol: bool = False,
+    buckets: int | None = None,
+    **params: float,
 ) -> DataFrame:
     """Lazy: the ten indicators per row of a :data:`PRICE_SCHEMA` frame (columns row + ten).
 
-    ``groupBy("symbol").applyInPandas`` shuffles each symbol's rows to one task and calls
-    the backend's single-threaded kernel on them (``parallel.single_thread_compute``); a
-    symbol whose kernel raises fails the job with a message naming the symbol.
+    ``applyInPandas`` shuffles each group's rows to one task and calls the backend's
+    single-threaded kernel on them (``parallel.single_thread_compute``). A group is a
+    *bucket* of whole symbols (``pmod(hash(symbol), buckets)``, default: the session's
+    shuffle partitions), so the Python worker runs the kernel a few times per task instead
+    of once per symbol; ``per_symbol=True`` is the chapter's granularity, one group (one
+    pandas round trip) per symbol. Each symbol's rows stay in one group either way, so the
+    result is the same. A failing kernel fails the job with a message naming the symbol(s).
     """
     if isinstance(backend, str):
         get_backend(backend)
     p = IndicatorParams.from_kwargs(**params)
-    fn = _per_symbol(single_thread_compute(backend), p)
+    fn = _per_group(single_thread_compute(backend), p)
     with pandas3_checked():
-        return prices.groupBy("symbol").applyInPandas(fn, schema=_OUT_SCHEMA)
+        if per_symbol:
+            return prices.groupBy("symbol").applyInPandas(fn, schema=_OUT_SCHEMA)
+        spark = prices.sparkSession
+        n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions"))
+        grouped = prices.withColumn("bucket", F.pmod(F.hash("symbol"), F.lit(int(n))))
+        return grouped.groupBy("bucket").applyInPandas(fn, schema=_OUT_SCHEMA)
 
 
 def compute_indicators_spark(
@@ -422,10 +467,13 @@ def compute_indicators_spark(
     *,
     backend: str | ComputeFn = "numba_parallel",
     spark: SparkSession | None = None,
+    per_symbol: bool = False,
     **params: float,
 ) -> pd.DataFrame:
     """``compute_indicators`` on Spark: the same frame (index, ten float64 columns, values).
 
+    ``per_symbol=True`` runs one ``applyInPandas`` group per symbol (the chapter's
+    granularity) instead of buckets of whole symbols; see :func:`indicators_spark`.
     ``path_or_prices`` is a price frame or a path for ``load_prices`` (its ``DataError``
     names a bad file). Runs on ``spark``, else the active session, else inside a
     :func:`spark_session` of its own (JVM start included). A failing symbol raises
@@ -435,9 +483,11 @@ def compute_indicators_spark(
     session = spark or SparkSession.getActiveSession()
     if session is None:
         with spark_session() as own:
-            return compute_indicators_spark(prices, backend=backend, spark=own, **params)
+            return compute_indicators_spark(
+                prices, backend=backend, spark=own, per_symbol=per_symbol, **params
+            )
     sdf = to_spark(session, prices)
-    result = indicators_spark(sdf, backend=backend, **params)
+    result = indicators_spark(sdf, backend=backend, per_symbol=per_symbol, **params)
     return _collect(result, len(prices), list(OUTPUT_COLUMNS), prices.index)
 
 
