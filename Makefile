@@ -4,9 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STAMP_FULL := $(VENV)/.installed-full
+# pyproject.toml declares every dependency; the lock pins the versions behind the stored outputs
+LOCK := requirements-lock.txt
+# its extras that `make test` needs (all but gpu; requirements-full.txt lists the same)
+EXTRAS := test,notebooks,docs,ml,serving,engines
+PIP_INSTALL := $(PY) -m pip install --quiet -c $(LOCK)
+comma := ,
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: help venv venv-full test lint unit nbval bench bench-all notebooks lab site clean
+.PHONY: help venv venv-full test lint unit nbval bench bench-all notebooks lab site lock clean
 
 help:
 	@echo "make bench      create .venv, install, benchmark every backend (medium panel + real sample)"
@@ -15,25 +21,38 @@ help:
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make site       static HTML of every notebook's stored outputs -> docs/_build/html/"
 	@echo "make bench-all  small, medium, large + size sweep -> results/<machine>/ (CPU heavy)"
+	@echo "make lock       refresh requirements-lock.txt from pyproject.toml (UPGRADE=1: newest)"
 	@echo "make clean      remove caches, Numba's compiled cache and benchmark output"
 
-$(STAMP): requirements.txt pyproject.toml
+# the core only (make bench): the package with its dependencies, at the locked versions
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PIP_INSTALL) -e .
 	touch $(STAMP)
 
-# make test and the notebooks need the heavy extras too (torch, ONNX, serving, Ray, Spark)
-$(STAMP_FULL): $(STAMP) requirements-full.txt
-	$(PY) -m pip install --quiet -r requirements-full.txt
+# make test, the notebooks and the site need the extras too (torch, ONNX, serving, Ray, Spark)
+$(STAMP_FULL): $(STAMP)
+	$(PIP_INSTALL) -e ".[$(EXTRAS)]"
 	touch $(STAMP_FULL)
+
+# Re-resolve the lock (pip-tools, from PyPI): pins that still fit the ranges are kept, UPGRADE=1
+# takes the newest. No hashes: torch is the local CPU build (see README). Local version labels
+# (2.13.0+cpu) are stripped so the lock installs from PyPI too.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "pip-tools>=7.4,<8"
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--annotation-style=line $(if $(UPGRADE),--upgrade) \
+		$(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) --output-file $(LOCK) pyproject.toml
+	$(PY) -c "import pathlib, re; p = pathlib.Path('$(LOCK)'); \
+		p.write_text(re.sub(r'(?m)^([A-Za-z0-9._-]+==[^+\s]+)\+\S+', r'\1', p.read_text()))"
 
 venv: $(STAMP)
 
 venv-full: $(STAMP_FULL)
 
-lint: $(STAMP)
+lint: $(STAMP_FULL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

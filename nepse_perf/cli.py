@@ -9,6 +9,7 @@ output returns 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from dataclasses import fields
@@ -22,6 +23,7 @@ from .bench.report import format_header, format_table, write_reports
 from .bench.runner import SIZES, run_benchmark, select_backends
 from .bench.sweep import RECORDED_SWEEP, format_sweep, panel_size_sweep, write_sweep
 from .data import DataError, load_prices, synthetic_prices
+from .data.formats import parse_column_mapping
 from .indicators.panel import panel_from_frame
 from .indicators.params import IndicatorParams
 from .pipeline import BACKENDS, compute_indicators
@@ -35,6 +37,18 @@ OUTPUT_SUFFIXES = (".parquet", ".csv")
 
 class UsageError(Exception):
     """A user error: reported as one line on stderr with exit status 2."""
+
+
+#: Modules that add more subcommands beside the code they drive. Each has
+#: ``add_parsers(sub)``, which registers its parsers with ``set_defaults(func=...)``; a handler
+#: returns the exit status and raises ``UsageError`` for a user error. Heavy imports belong
+#: inside the handlers, so ``nepse-perf --help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = (
+    "nepse_perf.model.cli",
+    "nepse_perf.cloud.cli",
+    "nepse_perf.serving.cli",
+    "nepse_perf.bench.bench_all",
+)
 
 
 def _positive_int(text: str) -> int:
@@ -64,6 +78,29 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _column_mapping(text: str) -> dict[str, str]:
+    try:
+        return parse_column_mapping(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_input_format_options(group, prefix: str = "") -> None:
+    """``--columns`` and ``--date-format``: how load_prices reads an input of another layout."""
+    group.add_argument(
+        "--columns",
+        type=_column_mapping,
+        metavar="OUT=SRC,...",
+        help=f"{prefix}source column of each price column, e.g. close=LTP,date=Day (the rest "
+        "by their usual names: date, open, high, low, close, volume, turnover, symbol)",
+    )
+    group.add_argument(
+        "--date-format",
+        metavar="FMT",
+        help=f"{prefix}strftime pattern of text dates, e.g. %%d/%%m/%%Y (default %%Y-%%m-%%d)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with the ``bench``, ``sweep`` and ``indicators`` subcommands."""
     parser = argparse.ArgumentParser(
@@ -89,11 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--symbols", type=_positive_int, metavar="S", help="synthetic: symbols")
     src.add_argument("--days", type=_positive_int, metavar="T", help="synthetic: days per symbol")
     src.add_argument(
-        "--input", type=Path, metavar="PATH", help="a price CSV or a directory of them"
+        "--input",
+        type=Path,
+        metavar="PATH",
+        help="a price file (CSV or Parquet) or a directory of them",
     )
     src.add_argument(
         "--adjust", action="store_true", help="with --input: adjust for corporate actions"
     )
+    _add_input_format_options(src, "with --input: ")
     src.add_argument("--seed", type=int, default=0, metavar="K", help="synthetic seed (default 0)")
     b.add_argument(
         "--backends",
@@ -170,7 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load INPUT with load_prices, compute the indicators and write prices "
         "plus indicators to a .parquet or .csv file.",
     )
-    ind.add_argument("input", type=Path, metavar="INPUT", help="a price CSV or a directory of them")
+    ind.add_argument(
+        "input",
+        type=Path,
+        metavar="INPUT",
+        help="a price file (CSV or Parquet) or a directory of them",
+    )
     ind.add_argument(
         "--backend",
         default="numba_parallel",
@@ -182,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ind.add_argument("--adjust", action="store_true", help="adjust for corporate-action gaps")
     ind.add_argument("--strict", action="store_true", help="fail on any price anomaly")
+    _add_input_format_options(ind)
     defaults = IndicatorParams()
     params = ind.add_argument_group("indicator parameters (TA-Lib defaults)")
     for f in fields(IndicatorParams):
@@ -195,18 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"default {getattr(defaults, f.name)}",
         )
     ind.set_defaults(func=_cmd_indicators)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parsers(sub)
     return parser
 
 
-def _load(path: Path, *, adjust: bool = False, strict: bool = False):
+def _load(
+    path: Path,
+    *,
+    adjust: bool = False,
+    strict: bool = False,
+    columns=None,
+    date_format=None,
+    say=None,
+):
     try:
-        return load_prices(path, adjust=adjust, strict=strict)
-    except DataError as exc:
+        prices = load_prices(
+            path, adjust=adjust, strict=strict, columns=columns, date_format=date_format
+        )
+    except (DataError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except FileNotFoundError as exc:
         raise UsageError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for note in prices.attrs.get("load_notes", []):  # e.g. which column is the close
+        (say or (lambda msg: print(msg, file=sys.stderr)))(f"note: {note}")
+    return prices
 
 
 def _parse_backends(text: str | None) -> list[str] | None:
@@ -229,11 +291,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--symbols and --days go together")
     if args.adjust and args.input is None:
         raise UsageError("--adjust needs --input")
+    if (args.columns or args.date_format) and args.input is None:
+        raise UsageError("--columns and --date-format need --input")
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
 
     if args.input is not None:
         say(f"loading {args.input} ...")
-        prices = _load(args.input, adjust=args.adjust)
+        prices = _load(
+            args.input,
+            adjust=args.adjust,
+            columns=args.columns,
+            date_format=args.date_format,
+            say=say,
+        )
         dataset = f"input {args.input}"
     else:
         if synthetic:
@@ -340,7 +410,13 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     t0 = time.perf_counter()
-    prices = _load(args.input, adjust=args.adjust, strict=args.strict)
+    prices = _load(
+        args.input,
+        adjust=args.adjust,
+        strict=args.strict,
+        columns=args.columns,
+        date_format=args.date_format,
+    )
     t1 = time.perf_counter()
     try:
         ind = compute_indicators(prices, args.backend, **given)
