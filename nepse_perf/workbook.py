@@ -201,3 +201,49 @@ def check_answer(value: object, digest: str, digits: int = 6) -> bool:
         kind = type(value).__name__ + (f" of shape {shape}" if shape is not None else "")
         print(f"not yet: your {kind} is not the expected answer (compared to {digits} digits)")
     return ok
+
+
+def spread(timing: object, digits: int = 3) -> str:
+    """The spread of a timing for a summary table: its interquartile range as ``'q1 - q3'``.
+
+    ``timing`` is a :class:`nepse_perf.bench.timing.Timing` (several timed repeats): the first
+    and third quartile in seconds, to ``digits`` significant digits. A single measurement (a
+    Timing of one repeat, or a plain number, e.g. from ``timed_call``) gives ``'1 run'``;
+    ``None`` or NaN (a row that is not a time) gives ``'n/a'``. :func:`runs` gives the
+    matching number of repeats.
+    """
+    from .bench.timing import Timing
+
+    if isinstance(timing, Timing) and timing.repeat > 1:
+        q1, q3 = timing.quartiles
+        return f"{q1:.{digits}g} - {q3:.{digits}g}"
+    if timing is None or (isinstance(timing, float) and math.isnan(timing)):
+        return "n/a"
+    return "1 run"
+
+
+def runs(timing: object) -> int | str:
+    """How many timed repeats a summary-table time rests on (the companion of :func:`spread`).
+
+    A :class:`nepse_perf.bench.timing.Timing` gives its ``repeat`` count, a plain number (one
+    measurement) gives ``1``, and ``None`` or NaN (not a time) gives ``'n/a'``.
+    """
+    from .bench.timing import Timing
+
+    if isinstance(timing, Timing):
+        return timing.repeat
+    if timing is None or (isinstance(timing, float) and math.isnan(timing)):
+        return "n/a"
+    return 1
+
+
+def median(timing: object) -> float:
+    """The time a summary table shows, in seconds: a Timing's median, a plain number as is.
+
+    ``None`` becomes NaN, so a row that is not a time stays empty in the table.
+    """
+    from .bench.timing import Timing
+
+    if isinstance(timing, Timing):
+        return timing.median
+    return math.nan if timing is None else float(timing)  # type: ignore[arg-type]
