@@ -339,6 +339,14 @@ def mlp_to_onnx(mlp: Any, n_features: int) -> bytes:
             )
     finally:
         registration.setLevel(level)
+    proto = program.model_proto
+    # the exporter records each node's Python stack trace (absolute file paths, line numbers)
+    # and FX provenance: drop them, so the file depends only on the network, not on where the
+    # package lives or how this module is laid out
+    for graph_nodes in (proto.graph.node, *(f.node for f in proto.functions)):
+        for node in graph_nodes:
+            del node.metadata_props[:]
+            node.doc_string = ""
     buf = io.BytesIO()
-    buf.write(program.model_proto.SerializeToString())
+    buf.write(proto.SerializeToString())
     return buf.getvalue()
