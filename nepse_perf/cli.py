@@ -20,10 +20,11 @@ import pandas as pd
 from . import __version__
 from .bench.machine import machine_info, memory_bandwidth
 from .bench.report import format_header, format_table, write_reports
-from .bench.runner import SIZES, run_benchmark, select_backends
+from .bench.runner import run_benchmark, select_backends
 from .bench.sweep import RECORDED_SWEEP, format_sweep, panel_size_sweep, write_sweep
 from .data import DataError, load_prices, synthetic_prices
 from .data.formats import parse_column_mapping
+from .data.synthetic import SIZES
 from .indicators.panel import panel_from_frame
 from .indicators.params import IndicatorParams
 from .pipeline import BACKENDS, compute_indicators

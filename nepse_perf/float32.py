@@ -55,7 +55,7 @@ def indicators_float32(prices: pd.DataFrame, **params: float) -> pd.DataFrame:
             panel.low.astype(np.float32),
             panel.offsets,
             panel.starts,
-            *p.kernel_args(),
+            p.kernel_args(),
             out,
         )
     return frame_from_block(out, panel, prices.index)

@@ -30,7 +30,6 @@ import math
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from os import PathLike
@@ -39,12 +38,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .bench.timing import Timing, timed_call
+from .bench.timing import measure_interleaved, speedup_table
 from .data import load_prices
-from .indicators import numba_fused, numba_kernels
 from .indicators.panel import Panel, panel_from_frame
 from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from .pipeline import get_backend
+from .pipeline import ComputeFn, PanelKernel, check_out, get_backend, new_block, to_frame_order
 
 __all__ = [
     "ChunkFailure",
@@ -65,8 +63,6 @@ __all__ = [
     "thread_pool",
 ]
 
-#: A kernel: ``compute(panel, params, out)`` fills the 10 x panel.n_rows block ``out``.
-ComputeFn = Callable[[Panel, IndicatorParams, np.ndarray], None]
 
 #: Chunks per worker when ``chunk_symbols`` is not given: enough to balance uneven
 #: symbol lengths, few enough that per-task overhead stays small.
@@ -152,15 +148,14 @@ def default_workers() -> int:
 def single_thread_compute(backend: str | ComputeFn) -> ComputeFn:
     """The kernel a worker runs for ``backend``: one thread only, so pools do not oversubscribe.
 
-    ``"numba_parallel"`` maps to the fused kernel's serial nogil version (the same arithmetic,
-    hence identical results, without ``prange``); other names map to their backend's
-    ``compute``; a callable is returned as is (it must be importable to reach processes).
+    A name maps to its backend's :meth:`~nepse_perf.pipeline.Backend.single_thread` variant
+    (``numba_parallel``: the fused kernel without ``prange``, the same arithmetic, hence
+    identical results); a callable is returned as is (it must be importable to reach
+    processes).
     """
     if callable(backend):
         return backend
-    if backend == "numba_parallel":
-        return numba_fused.compute_serial
-    return get_backend(backend).compute
+    return get_backend(backend).single_thread()
 
 
 def chunk_bounds(n_symbols: int, chunk_symbols: int) -> list[tuple[int, int]]:
@@ -198,7 +193,7 @@ def _run_chunk(
     whole-chunk call's error (``None`` if it succeeded), reported even if the retry succeeds.
     """
     compute = single_thread_compute(backend)
-    out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
+    out = new_block(panel.n_rows)
     try:
         compute(panel, params, out)
         return out, {}, None
@@ -207,7 +202,7 @@ def _run_chunk(
     failed: dict[str, str] = {}
     for s in range(panel.n_symbols):
         a, b = int(panel.offsets[s]), int(panel.offsets[s + 1])
-        one = np.empty((_N_OUT, b - a), dtype=np.float64)
+        one = new_block(b - a)
         try:
             compute(sub_panel(panel, s, s + 1), params, one)
         except Exception as exc:
@@ -217,21 +212,18 @@ def _run_chunk(
     return out, failed, chunk_error
 
 
-def _in_place_kernel(compute: ComputeFn) -> Callable[..., None] | None:
-    """The compiled panel loop behind ``compute`` if it writes only its own rows, else None.
+def _in_place_kernel(backend: str | ComputeFn) -> PanelKernel | None:
+    """The backend's panel kernel (writes only its own symbols' rows), or None.
 
-    Both take the fused kernel's positional arguments; the fused one releases the GIL, the
-    per-indicator one (backend ``numba``) does not, which makes them a fair pair to compare.
+    Only a backend given by name can say it has one (``Backend.panel_kernel``); the fused
+    one releases the GIL, the per-indicator one (backend ``numba``) does not, which makes
+    them a fair pair to compare.
     """
-    if compute is numba_fused.compute_serial:
-        return numba_fused.fused_panel_serial
-    if compute is numba_kernels.compute:
-        return numba_kernels.compute_panel
-    return None
+    return None if callable(backend) else get_backend(backend).panel_kernel
 
 
 def _run_in_place(
-    kernel: Callable[..., None],
+    kernel: PanelKernel,
     panel: Panel,
     first: int,
     end: int,
@@ -245,20 +237,22 @@ def _run_in_place(
     symbol by symbol; returns ``{symbol: error}`` for those that fail (rows NaN) and the
     whole-chunk call's error (``None`` if it succeeded).
     """
-    args = list(numba_fused.kernel_args(panel, params))
-    args[3] = panel.offsets[first : end + 1]
-    args[4] = panel.starts[first:end]
+    p = params.kernel_args()
+
+    def run(a: int, b: int) -> None:
+        kernel(
+            panel.close, panel.high, panel.low, panel.offsets[a : b + 1], panel.starts[a:b], p, out
+        )
+
     try:
-        kernel(*args, out)
+        run(first, end)
         return {}, None
     except Exception as exc:  # recorded below, then retried symbol by symbol
         chunk_error = _describe(exc)
     failed: dict[str, str] = {}
     for s in range(first, end):
-        args[3] = panel.offsets[s : s + 2]
-        args[4] = panel.starts[s : s + 1]
         try:
-            kernel(*args, out)
+            run(s, s + 1)
         except Exception as exc:
             out[:, panel.offsets[s] : panel.offsets[s + 1]] = np.nan
             failed[panel.symbols[s]] = _describe(exc)
@@ -349,14 +343,7 @@ def compute_panel_parallel(
     if chunk_symbols is None:
         chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))
     bounds = chunk_bounds(panel.n_symbols, chunk_symbols)
-    if out is None:
-        out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
-    elif (
-        out.shape != (_N_OUT, panel.n_rows) or out.dtype != np.float64 or not out.flags.c_contiguous
-    ):
-        raise ValueError(
-            f"out must be a C-contiguous float64 array of shape {(_N_OUT, panel.n_rows)}"
-        )
+    out = new_block(panel.n_rows) if out is None else check_out(out, panel.n_rows)
 
     own: Executor | None = None
     if executor == "process":
@@ -366,7 +353,7 @@ def compute_panel_parallel(
     elif not isinstance(executor, Executor):
         raise ValueError(f"executor must be 'process', 'thread' or an Executor, got {executor!r}")
     pool: Executor = own if own is not None else executor
-    kernel = _in_place_kernel(single_thread_compute(backend))
+    kernel = _in_place_kernel(backend)
     in_place = kernel is not None and isinstance(pool, ThreadPoolExecutor)
 
     failed: dict[str, str] = {}
@@ -438,63 +425,10 @@ def compute_indicators_parallel(
         executor=executor,
         chunk_failures=chunk_failures,
     )
-    if panel.order is not None:
-        unsorted = np.empty_like(out)
-        unsorted[:, panel.order] = out
-        out = unsorted
+    out = to_frame_order(out, panel)
     frame = pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
     kind = executor if isinstance(executor, str) else type(executor).__name__
     return ParallelResult(frame, failed, tasks, n_workers, kind, tuple(chunk_failures))
-
-
-def measure_interleaved(
-    fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, warmup: int = 1
-) -> dict[str, Timing]:
-    """Time several functions in alternation: round after round, each function called once.
-
-    On a machine that also runs other work, the second core comes and goes; timing one
-    variant after another lets a busy spell hit only some of them and skews every speed-up.
-    Interleaving spreads it over all of them alike. Each call is timed like
-    ``bench.timing.measure`` (GC off, ``perf_counter``); ``warmup`` untimed rounds come first
-    (the first warm-up call of each function is kept as ``Timing.first``). Returns
-    name -> :class:`~nepse_perf.bench.timing.Timing`, in seconds.
-    """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    first: dict[str, float] = {}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(warmup + rounds):
-        for name, fn in fns.items():
-            elapsed, result = timed_call(fn)
-            del result
-            if r < warmup:
-                first.setdefault(name, elapsed)
-            else:
-                times[name].append(elapsed)
-    return {name: Timing(tuple(times[name]), first.get(name)) for name in fns}
-
-
-def speedup_table(runs: Mapping[object, Timing], base: object) -> pd.DataFrame:
-    """Median, IQR and best time (ms) of each run, its run count and both speed-ups vs ``base``.
-
-    ``runs`` is what :func:`measure_interleaved` returns; the IQR (interquartile range, ms)
-    shows the spread of the repeats. The table is rounded to 2 decimals, one row per run in
-    the given order.
-    """
-    table = pd.DataFrame(
-        {
-            "median (ms)": [t.median * 1e3 for t in runs.values()],
-            "IQR (ms)": [t.iqr * 1e3 for t in runs.values()],
-            "best (ms)": [t.best * 1e3 for t in runs.values()],
-            "runs": [t.repeat for t in runs.values()],
-        },
-        index=list(runs),
-    )
-    table["speed-up (median)"] = table.loc[base, "median (ms)"] / table["median (ms)"]
-    table["speed-up (best)"] = table.loc[base, "best (ms)"] / table["best (ms)"]
-    return table.round(2)
 
 
 def compute_indicators_with(
@@ -506,13 +440,10 @@ def compute_indicators_with(
     the index of ``prices`` and the ten float64 output columns.
     """
     panel = panel_from_frame(prices)
-    out = np.empty((_N_OUT, panel.n_rows), dtype=np.float64)
+    out = new_block(panel.n_rows)
     if panel.n_rows:
         compute(panel, params or IndicatorParams(), out)
-    if panel.order is not None:
-        unsorted = np.empty_like(out)
-        unsorted[:, panel.order] = out
-        out = unsorted
+    out = to_frame_order(out, panel)
     return pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
 
 

@@ -29,13 +29,25 @@ from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
 ComputeFn = Callable[[Panel, IndicatorParams, np.ndarray], None]
 
 
+#: A compiled panel kernel: ``kernel(close, high, low, offsets, starts, params, out)`` fills
+#: the rows of the symbols ``offsets`` describes (``params`` is ``IndicatorParams.kernel_args()``)
+#: and touches no other row of ``out``, so several threads can share one output block.
+PanelKernel = Callable[..., None]
+
+
 @dataclass(frozen=True)
 class Backend:
     """A named way of computing the pipeline: ``compute(panel, params, out)`` fills ``out``.
 
-    ``jit`` says whether the first call in a process compiles code (benchmarks time that
-    call separately); ``description`` is one line for tables and ``--help``; ``available``
-    says whether this machine can run it (the ``gpu`` backend needs a CUDA GPU).
+    Besides ``compute``, a backend says what callers may do with it, so that no module has
+    to recognise another by name: ``serial`` is a variant that uses one thread only (for
+    pool workers; ``None`` when ``compute`` already does), ``panel_kernel`` a compiled
+    :data:`PanelKernel` that writes only the given symbols' rows of a shared block,
+    ``releases_gil`` whether threads running it run at the same time, and ``threaded``
+    whether ``compute`` itself spreads work over threads. ``jit`` says whether the first
+    call in a process compiles code (benchmarks time that call separately);
+    ``description`` is one line for tables and ``--help``; ``available`` says whether this
+    machine can run it (the ``gpu`` backend needs a CUDA GPU).
     """
 
     name: str
@@ -43,6 +55,14 @@ class Backend:
     description: str
     jit: bool = False
     available: Callable[[], bool] = lambda: True
+    serial: ComputeFn | None = None
+    panel_kernel: PanelKernel | None = None
+    releases_gil: bool = False
+    threaded: bool = False
+
+    def single_thread(self) -> ComputeFn:
+        """The variant a pool worker runs: ``serial`` if there is one, else ``compute``."""
+        return self.serial or self.compute
 
 
 BACKENDS: dict[str, Backend] = {
@@ -51,12 +71,22 @@ BACKENDS: dict[str, Backend] = {
         Backend("python", python_loops.compute, "plain Python loops (the reference definition)"),
         Backend("pandas", pandas_groupby.compute, "groupby + rolling/ewm, seeded like TA-Lib"),
         Backend("numpy", numpy_vectorised.compute, "time-major 2-D arrays, cumsum windows"),
-        Backend("numba", numba_kernels.compute, "@njit kernels, one per indicator", jit=True),
+        Backend(
+            "numba",
+            numba_kernels.compute,
+            "@njit kernels, one per indicator",
+            jit=True,
+            panel_kernel=numba_kernels.compute_panel,
+        ),
         Backend(
             "numba_parallel",
             numba_fused.compute,
             "one fused @njit pass, prange over symbols",
             jit=True,
+            serial=numba_fused.compute_serial,
+            panel_kernel=numba_fused.fused_panel_serial,
+            releases_gil=True,
+            threaded=True,
         ),
         Backend("talib", talib_wrapper.compute, "TA-Lib C library per symbol"),
         Backend(
@@ -82,18 +112,67 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def check_out(out: np.ndarray, n_rows: int) -> np.ndarray:
+    """``out`` if it is a writeable C-contiguous float64 (10, n_rows) block, else ValueError."""
+    shape = (len(OUTPUT_COLUMNS), n_rows)
+    if (
+        not isinstance(out, np.ndarray)
+        or out.shape != shape
+        or out.dtype != np.float64
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}"
+        raise ValueError(
+            f"out must be a writeable C-contiguous float64 array of shape {shape}; got {got}"
+        )
+    return out
+
+
+def new_block(n_rows: int) -> np.ndarray:
+    """A fresh 10 x ``n_rows`` float64 output block (uninitialised: every backend fills it all)."""
+    return np.empty((len(OUTPUT_COLUMNS), n_rows), dtype=np.float64)
+
+
 def compute_panel(
-    panel: Panel, backend: str = "numba_parallel", params: IndicatorParams | None = None
+    panel: Panel,
+    backend: str = "numba_parallel",
+    params: IndicatorParams | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run a backend on a prepared panel; returns the 10 x n_rows float64 output block.
 
     Rows are in panel (sorted) order; ``compute_indicators`` maps them back to the frame.
+    ``out`` (a C-contiguous float64 block of that shape) is filled and returned instead of
+    a fresh one: reuse it across calls to skip the allocation and its page faults.
     """
     impl = get_backend(backend)
-    out = np.empty((len(OUTPUT_COLUMNS), panel.n_rows), dtype=np.float64)
+    out = new_block(panel.n_rows) if out is None else check_out(out, panel.n_rows)
     if panel.n_rows:
         impl.compute(panel, params or IndicatorParams(), out)
     return out
+
+
+def to_frame_order(block: np.ndarray, panel: Panel, out: np.ndarray | None = None) -> np.ndarray:
+    """A panel-ordered block (rows of the last axis) in the original frame's row order.
+
+    Returns ``block`` itself when the frame was already sorted (``panel.order is None``);
+    otherwise scatters it into ``out`` (or a new array of the same shape). Works for a
+    10 x n block and for a single column alike.
+    """
+    if panel.order is None:
+        if out is not None and out is not block:
+            out[...] = block
+            return out
+        return block
+    target = np.empty_like(block) if out is None else out
+    target[..., panel.order] = block
+    return target
+
+
+def to_panel_order(block: np.ndarray, panel: Panel) -> np.ndarray:
+    """The inverse of :func:`to_frame_order`: frame-ordered rows gathered into panel order."""
+    return block if panel.order is None else block[..., panel.order]
 
 
 def frame_from_block(block: np.ndarray, panel: Panel, index: pd.Index) -> pd.DataFrame:
@@ -103,15 +182,16 @@ def frame_from_block(block: np.ndarray, panel: Panel, index: pd.Index) -> pd.Dat
     scattered back into a new block; otherwise ``block`` becomes the frame's data without a
     copy. Columns are ``OUTPUT_COLUMNS``.
     """
-    if panel.order is not None:
-        unsorted = np.empty_like(block)
-        unsorted[:, panel.order] = block
-        block = unsorted
+    block = to_frame_order(block, panel)
     return pd.DataFrame(block.T, index=index, columns=list(OUTPUT_COLUMNS), copy=False)
 
 
 def compute_indicators(
-    prices: pd.DataFrame, backend: str = "numba_parallel", **params: float
+    prices: pd.DataFrame,
+    backend: str = "numba_parallel",
+    *,
+    out: np.ndarray | None = None,
+    **params: float,
 ) -> pd.DataFrame:
     """Compute SMA, EMA, RSI, MACD, Bollinger Bands and ATR for every symbol of ``prices``.
 
@@ -122,13 +202,19 @@ def compute_indicators(
     ``atr_period=14``) follow TA-Lib's definitions; windows are in bars (rows of the
     symbol, not calendar days). Returns float64 columns ``sma, ema, rsi, macd,
     macd_signal, macd_hist, bb_upper, bb_middle, bb_lower, atr`` with the same index as
-    ``prices``, NaN during each warm-up. Unknown backend, missing column or bad parameter
-    raises ``ValueError``.
+    ``prices``, NaN during each warm-up. ``out``, a C-contiguous float64 block of shape
+    (10, len(prices)), receives the result (in the frame's row order) and the returned
+    frame is a view of it: a caller computing again and again reuses one block instead of
+    paying for a fresh one (allocation and page faults) every call. Unknown backend,
+    missing column, bad parameter or a wrong ``out`` raises ``ValueError``.
     """
     impl = get_backend(backend)
     p = IndicatorParams.from_kwargs(**params)
     panel = panel_from_frame(prices)
-    out = np.empty((len(OUTPUT_COLUMNS), panel.n_rows), dtype=np.float64)
+    if out is not None:
+        check_out(out, panel.n_rows)
+    target = out if out is not None and panel.order is None else new_block(panel.n_rows)
     if panel.n_rows:
-        impl.compute(panel, p, out)
-    return frame_from_block(out, panel, prices.index)
+        impl.compute(panel, p, target)
+    block = to_frame_order(target, panel, out)
+    return pd.DataFrame(block.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)

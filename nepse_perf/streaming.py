@@ -2,15 +2,13 @@
 
 Reading a file too large for memory in chunks breaks every rolling window and recurrence
 at the chunk edges if each chunk is processed on its own. :class:`IndicatorStream` keeps,
-per symbol, exactly the running values the ``python`` backend's loops keep: the SMA and
-Bollinger running totals; the Bollinger mean and M2 (rolling Welford, restarted exactly every
-``bb_period`` bars) and the length of the current run of equal closes; the EMA; Wilder's RSI
-averages; both MACD EMAs, their seeds and the signal; ATR; the previous close. A ring of the
-last ``max(sma_period, bb_period) + 1`` closes supplies the values that leave a window. The row
-update is one compiled kernel doing the same floating-point operations in the same order
-as :mod:`nepse_perf.indicators.python_loops`, so the chunked result equals the whole-series
-result bit for bit, for any chunk size and any interleaving of symbols, provided each
-symbol's rows arrive in date order.
+per symbol, exactly the states the step functions of :mod:`nepse_perf.indicators.steps`
+carry (running totals, EMAs, Wilder averages, Welford moments, ...), flattened into one
+row of a float64 matrix, plus a ring of the last ``max(sma_period, bb_period) + 1`` closes
+that supplies the values leaving a window. Each row is one call of every indicator's
+``*_update``, the same functions every backend calls, so the chunked result equals the
+whole-series result bit for bit, for any chunk size and any interleaving of symbols,
+provided each symbol's rows arrive in date order.
 """
 
 from __future__ import annotations
@@ -19,60 +17,75 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from .indicators import targets
 from .indicators.panel import REQUIRED_COLUMNS
 from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from .indicators.steps import (
+    atr_init,
+    atr_update,
+    bbands_init,
+    bbands_update,
+    ema_init,
+    ema_update,
+    macd_init,
+    macd_update,
+    rsi_init,
+    rsi_update,
+    sma_init,
+    sma_update,
+)
 
 __all__ = ["IndicatorStream", "indicators_from_csv", "read_price_chunks"]
 
-# Per-symbol float state, one column each.
-_PREV, _SMA_T, _EMA_T, _EMA, _GAIN, _LOSS = 0, 1, 2, 3, 4, 5
-_MF_T, _MS_T, _MF, _MS, _MG_T, _MG = 6, 7, 8, 9, 10, 11
-_BB_T, _BB_MEAN, _BB_M2, _ATR = 12, 13, 14, 15
-_N_STATE = 16
+
+def _initial_state(p: IndicatorParams) -> np.ndarray:
+    """One symbol's initial state row: the six ``*_init`` tuples, concatenated."""
+    return np.array(
+        [
+            *sma_init(p.sma_period),
+            *ema_init(p.ema_period),
+            *rsi_init(p.rsi_period),
+            *macd_init(p.macd_fast, p.macd_slow, p.macd_signal),
+            *bbands_init(p.bb_period, p.bb_nbdev),
+            *atr_init(p.atr_period),
+        ],
+        dtype=np.float64,
+    )
+
+
+# Where each indicator's state tuple sits in the row (widths from the init functions).
+_W_SMA, _W_EMA, _W_RSI = len(sma_init(2)), len(ema_init(2)), len(rsi_init(2))
+_W_MACD, _W_BB, _W_ATR = len(macd_init(2, 3, 2)), len(bbands_init(2, 2.0)), len(atr_init(2))
+_O_EMA = _W_SMA
+_O_RSI = _O_EMA + _W_EMA
+_O_MACD = _O_RSI + _W_RSI
+_O_BB = _O_MACD + _W_MACD
+_O_ATR = _O_BB + _W_BB
+_N_STATE = _O_ATR + _W_ATR
 _NO_DATE = np.iinfo(np.int64).min
 
 _OK, _ERR_ORDER, _ERR_NAN = 0, 1, 2
 
 
-@numba.njit(cache=True, nogil=True)
-def _stream_rows(
-    codes,
-    dates,
-    close,
-    high,
-    low,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    state,
-    count,
-    run_len,
-    last_date,
-    ring,
-    out,
-):  # pragma: no cover - compiled
+def _store(row, offset, state):  # pragma: no cover - compiled
+    """Write a state tuple back into its place in a symbol's state row."""
+    for q in range(len(state)):
+        row[offset + q] = state[q]
+
+
+def _stream_rows_py(codes, dates, close, high, low, states, count, last_date, ring, out):
     """Advance every row's symbol by one bar; returns (status, row) with status 0 = fine.
 
     Status 1: a date not after the symbol's previous date; 2: NaN price after the symbol's
-    first complete row. The operation order mirrors python_loops line by line.
+    first complete row. Bar ``j`` of a symbol sits at ``ring[s, j % width]``; a window's
+    older bars are read at negative offsets from there, which index from the ring's end,
+    i.e. wrap around it.
     """
-    nan = math.nan
     width = ring.shape[1]
-    ke = 2.0 / (ema_n + 1)
-    kf = 2.0 / (fast + 1)
-    ks = 2.0 / (slow + 1)
-    kg = 2.0 / (signal + 1)
-    first = slow + signal - 2
     for r in range(codes.shape[0]):
         s = codes[r]
         x = close[r]
@@ -85,173 +98,35 @@ def _stream_rows(
         if not (np.isfinite(x) and np.isfinite(h) and np.isfinite(lo)):
             if j == 0:  # leading incomplete rows: NaN out, the series has not started
                 for k in range(10):
-                    out[k, r] = nan
+                    out[k, r] = math.nan
                 continue
             return _ERR_NAN, r
-        st = state[s]
-        ring[s, j % width] = x
-
-        # SMA: add the new close, output, then drop the oldest (TA-Lib's order).
-        t = st[_SMA_T] + x
-        if j < sma_n - 1:
-            st[_SMA_T] = t
-            out[0, r] = nan
-        else:
-            out[0, r] = t / sma_n
-            st[_SMA_T] = t - ring[s, (j - sma_n + 1) % width]
-
-        # EMA seeded with the mean of the first n closes.
-        if j < ema_n:
-            t = st[_EMA_T] + x
-            st[_EMA_T] = t
-            if j == ema_n - 1:
-                e = t / ema_n
-                st[_EMA] = e
-                out[1, r] = e
-            else:
-                out[1, r] = nan
-        else:
-            e = (x - st[_EMA]) * ke + st[_EMA]
-            st[_EMA] = e
-            out[1, r] = e
-
-        # RSI (Wilder), first value at bar n.
-        if j == 0:
-            out[2, r] = nan
-        else:
-            d = x - st[_PREV]
-            gain = st[_GAIN]
-            loss = st[_LOSS]
-            if j <= rsi_n:
-                if d < 0:
-                    loss -= d
-                else:
-                    gain += d
-                if j == rsi_n:
-                    gain /= rsi_n
-                    loss /= rsi_n
-            else:
-                loss *= rsi_n - 1
-                gain *= rsi_n - 1
-                if d < 0:
-                    loss -= d
-                else:
-                    gain += d
-                loss /= rsi_n
-                gain /= rsi_n
-            st[_GAIN] = gain
-            st[_LOSS] = loss
-            if j < rsi_n:
-                out[2, r] = nan
-            else:
-                tot = gain + loss
-                out[2, r] = 100.0 * (gain / tot) if tot != 0.0 else 0.0
-
-        # MACD: both EMAs seeded at bar slow-1, signal seeded at bar slow+signal-2.
-        if j < slow:
-            if j >= slow - fast:
-                st[_MF_T] += x
-            st[_MS_T] += x
-            if j == slow - 1:
-                st[_MF] = st[_MF_T] / fast
-                st[_MS] = st[_MS_T] / slow
-                st[_MG_T] = st[_MF] - st[_MS]
-            out[3, r] = nan
-            out[4, r] = nan
-            out[5, r] = nan
-        else:
-            ef = (x - st[_MF]) * kf + st[_MF]
-            es = (x - st[_MS]) * ks + st[_MS]
-            st[_MF] = ef
-            st[_MS] = es
-            if j <= first:
-                st[_MG_T] += ef - es
-                if j == first:
-                    g = st[_MG_T] / signal
-                    st[_MG] = g
-                    m = ef - es
-                    out[3, r] = m
-                    out[4, r] = g
-                    out[5, r] = m - g
-                else:
-                    out[3, r] = nan
-                    out[4, r] = nan
-                    out[5, r] = nan
-            else:
-                m = ef - es
-                g = (m - st[_MG]) * kg + st[_MG]
-                st[_MG] = g
-                out[3, r] = m
-                out[4, r] = g
-                out[5, r] = m - g
-
-        # Bollinger Bands: running total for the middle; the variance by rolling Welford,
-        # zero on a flat window (run of n equal closes), recomputed exactly in two passes
-        # (shifted by the window's first close) every bb_n bars.
-        run = run_len[s] + 1 if j > 0 and x == st[_PREV] else 1
-        run_len[s] = run
-        t = st[_BB_T] + x
-        if j < bb_n - 1:
-            st[_BB_T] = t
-            out[6, r] = nan
-            out[7, r] = nan
-            out[8, r] = nan
-        else:
-            mid = t / bb_n
-            st[_BB_T] = t - ring[s, (j - bb_n + 1) % width]
-            if run >= bb_n:
-                st[_BB_MEAN] = x
-                st[_BB_M2] = 0.0
-            elif (j + 1) % bb_n == 0:
-                first_x = ring[s, (j - bb_n + 1) % width]
-                acc = 0.0
-                for k in range(j - bb_n + 1, j + 1):
-                    acc += ring[s, k % width] - first_x
-                shift = acc / bb_n
-                m2 = 0.0
-                for k in range(j - bb_n + 1, j + 1):
-                    dev = ring[s, k % width] - first_x - shift
-                    m2 += dev * dev
-                st[_BB_M2] = m2
-                st[_BB_MEAN] = first_x + shift
-            else:
-                old = ring[s, (j - bb_n) % width]
-                delta = x - old
-                prev_mean = st[_BB_MEAN]
-                st[_BB_MEAN] += delta / bb_n
-                st[_BB_M2] += delta * (x - st[_BB_MEAN] + old - prev_mean)
-            var = st[_BB_M2] / bb_n
-            sd = math.sqrt(var) * nbdev if var > 0.0 else 0.0
-            out[6, r] = mid + sd
-            out[7, r] = mid
-            out[8, r] = mid - sd
-
-        # ATR: mean true range of bars 1..n, then Wilder.
-        if j == 0:
-            out[9, r] = nan
-        else:
-            tr = h - lo
-            up = abs(st[_PREV] - h)
-            if up > tr:
-                tr = up
-            down = abs(st[_PREV] - lo)
-            if down > tr:
-                tr = down
-            if j < atr_n:
-                st[_ATR] += tr
-                out[9, r] = nan
-            elif j == atr_n:
-                a = (st[_ATR] + tr) / atr_n
-                st[_ATR] = a
-                out[9, r] = a
-            else:
-                a = (st[_ATR] * (atr_n - 1) + tr) / atr_n
-                st[_ATR] = a
-                out[9, r] = a
-
-        st[_PREV] = x
+        st = states[s]
+        buf = ring[s]
+        i = j % width
+        buf[i] = x
+        sma, out[0, r] = sma_update(to_fixed_tuple(st[:_O_EMA], _W_SMA), j, buf, i, 1)
+        _store(st, 0, sma)
+        ema, out[1, r] = ema_update(to_fixed_tuple(st[_O_EMA:_O_RSI], _W_EMA), j, x)
+        _store(st, _O_EMA, ema)
+        rsi, out[2, r] = rsi_update(to_fixed_tuple(st[_O_RSI:_O_MACD], _W_RSI), j, x)
+        _store(st, _O_RSI, rsi)
+        macd = to_fixed_tuple(st[_O_MACD:_O_BB], _W_MACD)
+        macd, out[3, r], out[4, r], out[5, r] = macd_update(macd, j, x)
+        _store(st, _O_MACD, macd)
+        bb = to_fixed_tuple(st[_O_BB:_O_ATR], _W_BB)
+        bb, out[6, r], out[7, r], out[8, r] = bbands_update(bb, j, buf, i, 1)
+        _store(st, _O_BB, bb)
+        atr, out[9, r] = atr_update(to_fixed_tuple(st[_O_ATR:], _W_ATR), j, h, lo, x)
+        _store(st, _O_ATR, atr)
         count[s] = j + 1
     return _OK, -1
+
+
+_stream_rows = targets.njit(
+    {"_store": _store, "_stream_rows": _stream_rows_py},
+    {"_store": {"inline": "always"}, "_stream_rows": {"nogil": True}},
+)["_stream_rows"]
 
 
 class IndicatorStream:
@@ -271,9 +146,9 @@ class IndicatorStream:
         p = self.params
         self._width = max(p.sma_period, p.bb_period) + 1
         self._index: dict[str, int] = {}
+        self._initial = _initial_state(p)
         self._state = np.zeros((0, _N_STATE))
         self._count = np.zeros(0, dtype=np.int64)
-        self._run = np.zeros(0, dtype=np.int64)
         self._last = np.zeros(0, dtype=np.int64)
         self._ring = np.zeros((0, self._width))
 
@@ -292,7 +167,7 @@ class IndicatorStream:
         return sum(a.nbytes for a in self._arrays())
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (self._state, self._count, self._run, self._last, self._ring)
+        return (self._state, self._count, self._last, self._ring)
 
     def _prepare(
         self, symbol: pd.Series
@@ -316,9 +191,8 @@ class IndicatorStream:
             mapping[i] = index[name]
         grow = len(index) - self._count.shape[0]
         arrays = (
-            np.vstack([self._state, np.zeros((grow, _N_STATE))]),
+            np.vstack([self._state, np.tile(self._initial, (grow, 1))]),
             np.concatenate([self._count, np.zeros(grow, dtype=np.int64)]),
-            np.concatenate([self._run, np.zeros(grow, dtype=np.int64)]),
             np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)]),
             np.vstack([self._ring, np.zeros((grow, self._width))]),
         )
@@ -345,23 +219,7 @@ class IndicatorStream:
         ]
         codes, index, arrays = self._prepare(chunk["symbol"])
         out = np.empty((len(OUTPUT_COLUMNS), len(chunk)), dtype=np.float64)
-        p = self.params
-        status, row = _stream_rows(
-            codes,
-            dates,
-            *prices,
-            p.sma_period,
-            p.ema_period,
-            p.rsi_period,
-            p.macd_fast,
-            p.macd_slow,
-            p.macd_signal,
-            p.bb_period,
-            p.bb_nbdev,
-            p.atr_period,
-            *arrays,
-            out,
-        )
+        status, row = _stream_rows(codes, dates, *prices, *arrays, out)
         if status != _OK:
             sym, date = chunk["symbol"].iloc[row], chunk["date"].iloc[row]
             what = (
@@ -371,7 +229,7 @@ class IndicatorStream:
             )
             raise ValueError(f"row {chunk.index[row]!r} ({sym!r}, {date}) {what}")
         self._index = index
-        self._state, self._count, self._run, self._last, self._ring = arrays
+        self._state, self._count, self._last, self._ring = arrays
         return pd.DataFrame(out.T, index=chunk.index, columns=list(OUTPUT_COLUMNS), copy=False)
 
     def run(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:

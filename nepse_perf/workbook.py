@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from .bench.runner import SIZES
 from .data import synthetic_prices
+from .data.synthetic import SIZES
 
 #: Environment variable that scales the synthetic data in timing cells.
 SIZE_VARIABLE = "NEPSE_PERF_SIZE"

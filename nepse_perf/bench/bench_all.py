@@ -100,7 +100,7 @@ def run_bench_all(
 
 def _cmd_bench_all(args: argparse.Namespace) -> int:
     from ..cli import UsageError
-    from .runner import SIZES
+    from ..data.synthetic import SIZES
 
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]

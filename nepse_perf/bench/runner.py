@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..data.synthetic import SIZES
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from ..indicators.talib_wrapper import indicators_for_symbol
@@ -39,13 +40,6 @@ __all__ = [
     "run_benchmark",
     "select_backends",
 ]
-
-#: Named synthetic sizes: (symbols, trading days per symbol).
-SIZES: dict[str, tuple[int, int]] = {
-    "small": (50, 2_500),
-    "medium": (500, 2_500),
-    "large": (2_000, 5_000),
-}
 
 #: The backend every speed-up is measured against (in the same run).
 BASELINE = "pandas"

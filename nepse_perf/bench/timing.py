@@ -9,11 +9,20 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Timing", "format_seconds", "measure", "timed_call"]
+import pandas as pd
+
+__all__ = [
+    "Timing",
+    "format_seconds",
+    "measure",
+    "measure_interleaved",
+    "speedup_table",
+    "timed_call",
+]
 
 
 @dataclass(frozen=True)
@@ -133,3 +142,53 @@ def measure(
         del result
         times.append(elapsed)
     return Timing(tuple(times), first)
+
+
+def measure_interleaved(
+    fns: Mapping[str, Callable[[], object]], *, rounds: int = 5, warmup: int = 1
+) -> dict[str, Timing]:
+    """Time several functions in alternation: round after round, each function called once.
+
+    On a machine that also runs other work, the second core comes and goes; timing one
+    variant after another lets a busy spell hit only some of them and skews every speed-up.
+    Interleaving spreads it over all of them alike. Each call is timed like
+    :func:`measure` (GC off, ``perf_counter``); ``warmup`` untimed rounds come first
+    (the first warm-up call of each function is kept as ``Timing.first``). Returns
+    name -> :class:`Timing`, in seconds.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    first: dict[str, float] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(warmup + rounds):
+        for name, fn in fns.items():
+            elapsed, result = timed_call(fn)
+            del result
+            if r < warmup:
+                first.setdefault(name, elapsed)
+            else:
+                times[name].append(elapsed)
+    return {name: Timing(tuple(times[name]), first.get(name)) for name in fns}
+
+
+def speedup_table(runs: Mapping[object, Timing], base: object) -> pd.DataFrame:
+    """Median, IQR and best time (ms) of each run, its run count and both speed-ups vs ``base``.
+
+    ``runs`` is what :func:`measure_interleaved` returns; the IQR (interquartile range, ms)
+    shows the spread of the repeats. The table is rounded to 2 decimals, one row per run in
+    the given order.
+    """
+    table = pd.DataFrame(
+        {
+            "median (ms)": [t.median * 1e3 for t in runs.values()],
+            "IQR (ms)": [t.iqr * 1e3 for t in runs.values()],
+            "best (ms)": [t.best * 1e3 for t in runs.values()],
+            "runs": [t.repeat for t in runs.values()],
+        },
+        index=list(runs),
+    )
+    table["speed-up (median)"] = table.loc[base, "median (ms)"] / table["median (ms)"]
+    table["speed-up (best)"] = table.loc[base, "best (ms)"] / table["best (ms)"]
+    return table.round(2)

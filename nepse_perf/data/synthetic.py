@@ -9,6 +9,13 @@ import pandas as pd
 
 from .schema import PRICE_COLUMNS
 
+#: Named synthetic sizes: (symbols, trading days per symbol).
+SIZES: dict[str, tuple[int, int]] = {
+    "small": (50, 2_500),
+    "medium": (500, 2_500),
+    "large": (2_000, 5_000),
+}
+
 __all__ = ["MAX_SYNTHETIC_SYMBOLS", "synthetic_prices"]
 
 _CONSONANTS = "BCDGHKLMNPRSTV"

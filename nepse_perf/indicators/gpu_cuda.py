@@ -1,8 +1,9 @@
 """Backend ``gpu``: the fused pipeline on an NVIDIA GPU with ``numba.cuda``, one thread per symbol.
 
 EMA, RSI, ATR and MACD are recurrences: sequential in time, independent across symbols.
-So each CUDA thread runs one symbol's whole series, using the *same* Python function as the
-CPU's fused kernel (:func:`numba_fused.fused_symbol`, compiled here as a device function).
+So each CUDA thread runs one symbol's whole series through the *same* Python functions as
+the CPU's kernels (the step functions and :func:`numba_fused.update_bars`, compiled here as
+device functions).
 Prices are laid out time-major, shape (bars, symbols) flattened, so at every step the 32
 threads of a warp read 32 neighbouring float64 values: coalesced loads. Data movement is
 explicit: host-to-device copy, kernel and device-to-host copy are timed separately
@@ -105,7 +106,7 @@ def run_on_gpu(
     cuda.synchronize()
     t1 = time.perf_counter()
     blocks = max(1, (n_symbols + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
-    kernel[blocks, THREADS_PER_BLOCK](d_close, d_high, d_low, d_len, *p.kernel_args(), d_out)
+    kernel[blocks, THREADS_PER_BLOCK](d_close, d_high, d_low, d_len, p.kernel_args(), d_out)
     cuda.synchronize()
     t2 = time.perf_counter()
     out = d_out.copy_to_host()

@@ -1,7 +1,9 @@
 """The CUDA kernel of the ``gpu`` backend (imported lazily: importing it loads numba.cuda).
 
-Thread ``s`` runs symbol ``s`` of a time-major panel through the CPU's fused kernel
-function, compiled here as a CUDA device function. ``numba.cuda`` must be a module-level
+Thread ``s`` runs symbol ``s`` of a time-major panel through the CPU kernel's own driver,
+:func:`nepse_perf.indicators.numba_fused.update_bars` (every indicator's ``*_update``, bar
+by bar), compiled here as a CUDA device function together with the step functions it calls
+(:func:`nepse_perf.indicators.targets.cuda_device`). ``numba.cuda`` must be a module-level
 name so that Numba's CUDA simulator can substitute its own implementation.
 """
 
@@ -9,34 +11,22 @@ from __future__ import annotations
 
 from numba import cuda
 
-from . import numba_fused
+from . import numba_fused, targets
 
-fused_device = cuda.jit(device=True)(numba_fused.fused_symbol.py_func)
+_device = targets.cuda_device(
+    {"init_states": numba_fused.init_states, "update_bars": numba_fused.update_bars}
+)
+init_states = _device["init_states"]
+update_bars = _device["update_bars"]
 
 
 @cuda.jit
-def fused_kernel(
-    close, high, low, lengths, sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, nbdev, atr_n, out
-):  # pragma: no cover - compiled for the device
-    """One thread per symbol; bar j of symbol s is element ``s + j * n_symbols``."""
+def fused_kernel(close, high, low, lengths, p, out):  # pragma: no cover - compiled for the device
+    """One thread per symbol; bar j of symbol s is element ``s + j * n_symbols``.
+
+    ``p`` is :meth:`IndicatorParams.kernel_args`; ``out`` is (10, bars * n_symbols).
+    """
     s = cuda.grid(1)
     n_symbols = lengths.shape[0]
     if s < n_symbols:
-        fused_device(
-            close,
-            high,
-            low,
-            sma_n,
-            ema_n,
-            rsi_n,
-            fast,
-            slow,
-            signal,
-            bb_n,
-            nbdev,
-            atr_n,
-            out,
-            s,
-            lengths[s],
-            n_symbols,
-        )
+        update_bars(init_states(p), close, high, low, out, s, 0, lengths[s], n_symbols)

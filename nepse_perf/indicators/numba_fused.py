@@ -1,10 +1,13 @@
 """Backend ``numba_parallel``: all six indicators fused into one pass, parallel over symbols.
 
-Each symbol is read once, bar by bar, while the running state of every indicator (SMA and
-Bollinger running totals, EMA/MACD/RSI/ATR recurrences) lives in registers; the ten
-outputs are written into a preallocated 10 x n block. ``numba.prange`` hands symbols to
-threads, and ``nogil=True`` lets other Python threads run meanwhile. The arithmetic is the
-same operation order as :mod:`python_loops`, so results agree with TA-Lib to the last bits.
+Each symbol is read once, bar by bar, while the state of every indicator (the tuples of
+:mod:`nepse_perf.indicators.steps`) lives in registers; the ten outputs are written into a
+preallocated 10 x n block. The first bars, until the longest warm-up is over, go through
+each indicator's ``*_update`` (which branches on the bar number); every later bar goes
+through the steady-state steps, which have no warm-up branches at all. ``numba.prange``
+hands symbols to threads, and ``nogil=True`` lets other Python threads run meanwhile. The
+step functions are the ones every backend calls, so results equal the ``python`` and
+``numba`` backends' to the last bit.
 """
 
 from __future__ import annotations
@@ -14,337 +17,179 @@ import math
 import numba
 import numpy as np
 
+from . import targets
 from .panel import Panel
 from .params import IndicatorParams
+from .steps import (
+    atr_init,
+    atr_lookback,
+    atr_step,
+    atr_update,
+    bbands_bands,
+    bbands_init,
+    bbands_lookback,
+    bbands_moments,
+    bbands_update,
+    ema_init,
+    ema_lookback,
+    ema_step,
+    ema_update,
+    macd_init,
+    macd_lookback,
+    macd_step,
+    macd_update,
+    rsi_averages,
+    rsi_init,
+    rsi_lookback,
+    rsi_update,
+    rsi_value,
+    sma_init,
+    sma_lookback,
+    sma_step,
+    sma_update,
+)
 
 
-@numba.njit(cache=True, nogil=True)
-def fused_symbol(
-    close,
-    high,
-    low,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    out,
-    first,
-    count,
-    stride,
-):  # pragma: no cover - compiled
-    """One symbol's ``count`` bars, bar j at flat index ``first + j * stride``: all outputs.
+def init_states(p):  # pragma: no cover - compiled
+    """The six indicators' initial states for parameters ``p`` (``kernel_args`` order)."""
+    sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, nbdev, atr_n = p
+    return (
+        sma_init(sma_n),
+        ema_init(ema_n),
+        rsi_init(rsi_n),
+        macd_init(fast, slow, signal),
+        bbands_init(bb_n, nbdev),
+        atr_init(atr_n),
+    )
 
-    ``close``/``high``/``low`` are flat arrays and ``out`` is (10, len(close)). On the CPU a
-    symbol's bars are contiguous (``stride`` 1); the GPU backend stores bars time-major
-    (``stride`` = number of symbols) so that neighbouring threads read neighbouring
-    addresses, and compiles this same function as its device function.
+
+def warm_bars(p):  # pragma: no cover - compiled
+    """Bars after which every indicator is past its warm-up (longest lookback + 1)."""
+    sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, _, atr_n = p
+    longest = max(
+        sma_lookback(sma_n),
+        ema_lookback(ema_n),
+        rsi_lookback(rsi_n),
+        macd_lookback(fast, slow, signal),
+        bbands_lookback(bb_n),
+        atr_lookback(atr_n),
+    )
+    return longest + 1
+
+
+def update_bars(states, close, high, low, out, first, j0, j1, stride):  # pragma: no cover
+    """Bars ``j0..j1-1`` of one symbol through every ``*_update``; returns the new states.
+
+    Bar j is at flat index ``first + j * stride`` of ``close``/``high``/``low`` and column
+    of ``out`` (10 rows). The GPU kernel runs whole series this way (``stride`` = number of
+    symbols in its time-major layout); the CPU kernel runs the warm-up bars this way.
     """
-    nan = math.nan
-    ke = 2.0 / (ema_n + 1)
-    kf = 2.0 / (fast + 1)
-    ks = 2.0 / (slow + 1)
-    kg = 2.0 / (signal + 1)
-    macd_first = slow + signal - 2
-    t_sma = 0.0
-    t_ema = 0.0
-    e = 0.0
-    gain = 0.0
-    loss = 0.0
-    t_fast = 0.0
-    t_slow = 0.0
-    t_sig = 0.0
-    ef = 0.0
-    es = 0.0
-    g = 0.0
-    t_bb = 0.0
-    w_mean = 0.0
-    w_m2 = 0.0
-    run = 0
-    atr = 0.0
-    prev = 0.0
-    sma_back = (sma_n - 1) * stride
-    bb_back = bb_n * stride
-    bb_back1 = (bb_n - 1) * stride
-    i = first
-    for j in range(count):
+    sma, ema, rsi, macd, bb, atr = states
+    i = first + j0 * stride
+    for j in range(j0, j1):
         x = close[i]
-        # SMA
-        if j < sma_n - 1:
-            t_sma += x
-            out[0, i] = nan
-        else:
-            t_sma += x
-            out[0, i] = t_sma / sma_n
-            t_sma -= close[i - sma_back]
-        # EMA
-        if j < ema_n - 1:
-            t_ema += x
-            out[1, i] = nan
-        elif j == ema_n - 1:
-            t_ema += x
-            e = t_ema / ema_n
-            out[1, i] = e
-        else:
-            e = (x - e) * ke + e
-            out[1, i] = e
-        # RSI (Wilder)
-        if j == 0:
-            out[2, i] = nan
-        else:
-            d = x - prev
-            if j <= rsi_n:
-                if d < 0:
-                    loss -= d
-                else:
-                    gain += d
-                if j < rsi_n:
-                    out[2, i] = nan
-                else:
-                    gain /= rsi_n
-                    loss /= rsi_n
-                    s = gain + loss
-                    out[2, i] = 100.0 * (gain / s) if s != 0.0 else 0.0
-            else:
-                loss *= rsi_n - 1
-                gain *= rsi_n - 1
-                if d < 0:
-                    loss -= d
-                else:
-                    gain += d
-                loss /= rsi_n
-                gain /= rsi_n
-                s = gain + loss
-                out[2, i] = 100.0 * (gain / s) if s != 0.0 else 0.0
-        # MACD: both EMAs seeded at bar slow-1, signal seeded at bar slow+signal-2
-        if j < slow:
-            t_slow += x
-            if j >= slow - fast:
-                t_fast += x
-            if j == slow - 1:
-                ef = t_fast / fast
-                es = t_slow / slow
-                t_sig = ef - es
-        else:
-            ef = (x - ef) * kf + ef
-            es = (x - es) * ks + es
-            if j <= macd_first:
-                t_sig += ef - es
-                if j == macd_first:
-                    g = t_sig / signal
-            else:
-                g = (ef - es - g) * kg + g
-        if j < macd_first:
-            out[3, i] = nan
-            out[4, i] = nan
-            out[5, i] = nan
-        else:
-            m = ef - es
-            out[3, i] = m
-            out[4, i] = g
-            out[5, i] = m - g
-        # Bollinger Bands: running total for the middle; for the variance a rolling
-        # Welford update, restarted exactly (two passes) every bb_n bars
-        t_bb += x
-        run = run + 1 if j > 0 and x == prev else 1
-        if run >= bb_n:  # a flat window: exactly zero, no rounding carried forward
-            w_mean = x
-            w_m2 = 0.0
-        elif (j + 1) % bb_n == 0:
-            k = i - bb_back1
-            first_bb = close[k]
-            acc = 0.0
-            for _ in range(bb_n):
-                acc += close[k] - first_bb
-                k += stride
-            shift = acc / bb_n
-            w_m2 = 0.0
-            k = i - bb_back1
-            for _ in range(bb_n):
-                d = close[k] - first_bb - shift
-                w_m2 += d * d
-                k += stride
-            w_mean = first_bb + shift
-        elif j >= bb_n:
-            old = close[i - bb_back]
-            delta = x - old
-            prev_mean = w_mean
-            w_mean += delta / bb_n
-            w_m2 += delta * (x - w_mean + old - prev_mean)
-        if j < bb_n - 1:
-            out[6, i] = nan
-            out[7, i] = nan
-            out[8, i] = nan
-        else:
-            mid = t_bb / bb_n
-            t_bb -= close[i - bb_back1]
-            var = w_m2 / bb_n
-            sd = math.sqrt(var) * nbdev if var > 0.0 else 0.0
-            out[6, i] = mid + sd
-            out[7, i] = mid
-            out[8, i] = mid - sd
-        # ATR (Wilder)
-        if j == 0:
-            out[9, i] = nan
-        else:
-            tr = high[i] - low[i]
-            up = abs(prev - high[i])
-            if up > tr:
-                tr = up
-            down = abs(prev - low[i])
-            if down > tr:
-                tr = down
-            if j < atr_n:
-                atr += tr
-                out[9, i] = nan
-            elif j == atr_n:
-                atr = (atr + tr) / atr_n
-                out[9, i] = atr
-            else:
-                atr = (atr * (atr_n - 1) + tr) / atr_n
-                out[9, i] = atr
-        prev = x
+        sma, out[0, i] = sma_update(sma, j, close, i, stride)
+        ema, out[1, i] = ema_update(ema, j, x)
+        rsi, out[2, i] = rsi_update(rsi, j, x)
+        macd, out[3, i], out[4, i], out[5, i] = macd_update(macd, j, x)
+        bb, out[6, i], out[7, i], out[8, i] = bbands_update(bb, j, close, i, stride)
+        atr, out[9, i] = atr_update(atr, j, high[i], low[i], x)
         i += stride
+    return sma, ema, rsi, macd, bb, atr
+
+
+def fused_symbol_py(close, high, low, p, out, first, count):  # pragma: no cover - compiled
+    """One symbol's ``count`` contiguous bars from flat row ``first``: all ten outputs.
+
+    The warm-up bars go through :func:`update_bars`; the rest through the steady-state
+    steps, reading views that start at the first steady bar (so every index is a
+    non-negative loop counter, with no negative-index wraparound to check). The two
+    per-bar operations that are not recurrences, RSI's division and the bands' square root,
+    wait in the output rows (average gain in row 2, average loss in row 8, variance in row 6)
+    and are done by a second loop over the symbol, which the compiler vectorises. Profiling
+    showed the divider and the square-root unit, not memory, set the pace of the first loop.
+    """
+    warm = min(warm_bars(p), count)
+    states = update_bars(init_states(p), close, high, low, out, first, 0, warm, 1)
+    if warm == count:
+        return
+    sma, ema, rsi, macd, bb, atr = states
+    sma_n, bb_n, nbdev = p[0], p[6], p[7]
+    a = first + warm
+    e = first + count
+    c = close[a:e]
+    c_sma = close[a - (sma_n - 1) : e]
+    c_old = close[a - bb_n : e]
+    c_bb = close[a - (bb_n - 1) : e]
+    h = high[a:e]
+    lo = low[a:e]
+    o0, o1, o2, o3, o4 = out[0, a:e], out[1, a:e], out[2, a:e], out[3, a:e], out[4, a:e]
+    o5, o6, o7, o8, o9 = out[5, a:e], out[6, a:e], out[7, a:e], out[8, a:e], out[9, a:e]
+    for k in range(e - a):
+        x = c[k]
+        sma, o0[k] = sma_step(sma, x, c_sma[k])
+        ema, o1[k] = ema_step(ema, x)
+        rsi, o2[k], o8[k] = rsi_averages(rsi, x)  # loss in row 8 until the second loop
+        macd, o3[k], o4[k], o5[k] = macd_step(macd, x)
+        bb, o7[k], o6[k] = bbands_moments(bb, x, c_old[k], c_bb[k])  # variance in row 6
+        atr, o9[k] = atr_step(atr, h[k], lo[k], x)
+    for k in range(e - a):  # vectorised: 4 (AVX2) or 8 (AVX-512) divisions and sqrts at once
+        o2[k] = rsi_value(o2[k], o8[k])
+        o6[k], o7[k], o8[k] = bbands_bands(o7[k], o6[k], nbdev)
+
+
+#: The drivers, plain Python; compiled below for the CPU and by ``gpu_kernel`` for CUDA.
+DRIVERS = {
+    "init_states": init_states,
+    "warm_bars": warm_bars,
+    "update_bars": update_bars,
+    "fused_symbol": fused_symbol_py,
+}
+_cpu = targets.njit(
+    DRIVERS,
+    {
+        "init_states": {"inline": "always"},
+        "warm_bars": {"inline": "always"},
+        "update_bars": {"nogil": True},
+        "fused_symbol": {"nogil": True, "error_model": "numpy"},
+    },
+)
+fused_symbol = _cpu["fused_symbol"]
 
 
 @numba.njit(cache=True, nogil=True)
-def panel_symbol(
-    close,
-    high,
-    low,
-    offsets,
-    starts,
-    s,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    out,
-):  # pragma: no cover - compiled
+def panel_symbol(close, high, low, offsets, starts, s, p, out):  # pragma: no cover - compiled
     """Symbol ``s`` of a panel: NaN for its leading incomplete rows, then the fused pass."""
     v = starts[s]
     for i in range(offsets[s], v):
         for k in range(10):
             out[k, i] = math.nan
-    fused_symbol(
-        close,
-        high,
-        low,
-        sma_n,
-        ema_n,
-        rsi_n,
-        fast,
-        slow,
-        signal,
-        bb_n,
-        nbdev,
-        atr_n,
-        out,
-        v,
-        offsets[s + 1] - v,
-        1,
-    )
+    fused_symbol(close, high, low, p, out, v, offsets[s + 1] - v)
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def fused_panel(
-    close,
-    high,
-    low,
-    offsets,
-    starts,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    out,
-):  # pragma: no cover - compiled
+def fused_panel(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
     """Fused pass over every symbol, symbols spread over threads with ``prange``."""
     for s in numba.prange(offsets.shape[0] - 1):
-        panel_symbol(
-            close,
-            high,
-            low,
-            offsets,
-            starts,
-            s,
-            sma_n,
-            ema_n,
-            rsi_n,
-            fast,
-            slow,
-            signal,
-            bb_n,
-            nbdev,
-            atr_n,
-            out,
-        )
+        panel_symbol(close, high, low, offsets, starts, s, p, out)
 
 
 @numba.njit(cache=True, nogil=True)
-def fused_panel_serial(
-    close,
-    high,
-    low,
-    offsets,
-    starts,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    out,
-):  # pragma: no cover - compiled
+def fused_panel_serial(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
     """The same fused pass on one thread (for thread pools that release the GIL)."""
     for s in range(offsets.shape[0] - 1):
-        panel_symbol(
-            close,
-            high,
-            low,
-            offsets,
-            starts,
-            s,
-            sma_n,
-            ema_n,
-            rsi_n,
-            fast,
-            slow,
-            signal,
-            bb_n,
-            nbdev,
-            atr_n,
-            out,
-        )
-
-
-def kernel_args(panel: Panel, params: IndicatorParams) -> tuple:
-    """The positional arguments of ``fused_panel`` for a panel (without ``out``)."""
-    return (panel.close, panel.high, panel.low, panel.offsets, panel.starts, *params.kernel_args())
+        panel_symbol(close, high, low, offsets, starts, s, p, out)
 
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` (10 x n_rows) with the fused kernel, symbols in parallel."""
-    fused_panel(*kernel_args(panel, params), out)
+    fused_panel(
+        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
+    )
 
 
 def compute_serial(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` with the fused kernel on the calling thread only."""
-    fused_panel_serial(*kernel_args(panel, params), out)
+    fused_panel_serial(
+        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
+    )

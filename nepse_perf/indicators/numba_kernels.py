@@ -1,10 +1,12 @@
 """Backend ``numba``: the ``python`` backend's loops compiled by Numba, one kernel each.
 
-Nothing is rewritten: each kernel is ``numba.njit(cache=True)`` applied to the very
-function in :mod:`python_loops`, so the compiled code and the readable definition cannot
-drift apart. ``compute_panel`` (also compiled) loops over symbols and calls the six kernels
-on each symbol's slice, writing straight into the preallocated output block. The first
-call in a fresh process compiles (or loads the on-disk cache); time it separately.
+Nothing is rewritten: each kernel is the very function in :mod:`python_loops`, compiled
+with its step-function calls bound to the compiled step functions
+(:func:`nepse_perf.indicators.targets.njit`), so the compiled code and the readable
+definition cannot drift apart. ``compute_panel`` (also compiled) loops over symbols and
+calls the six kernels on each symbol's slice, writing straight into the preallocated output
+block. The first call in a fresh process compiles (or loads the on-disk cache); time it
+separately.
 """
 
 from __future__ import annotations
@@ -12,37 +14,27 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import python_loops
+from . import python_loops, targets
 from .panel import Panel
 from .params import IndicatorParams
 
-sma = numba.njit(cache=True)(python_loops.sma_into)
-ema = numba.njit(cache=True)(python_loops.ema_into)
-rsi = numba.njit(cache=True)(python_loops.rsi_into)
-macd = numba.njit(cache=True)(python_loops.macd_into)
-bbands = numba.njit(cache=True)(python_loops.bbands_into)
-atr = numba.njit(cache=True)(python_loops.atr_into)
+_kernels = targets.njit(
+    {
+        name: getattr(python_loops, f"{name}_into")
+        for name in ("sma", "ema", "rsi", "macd", "bbands", "atr")
+    }
+)
+sma, ema, rsi, macd = _kernels["sma"], _kernels["ema"], _kernels["rsi"], _kernels["macd"]
+bbands, atr = _kernels["bbands"], _kernels["atr"]
 
 
 @numba.njit(cache=True)
-def compute_panel(
-    close,
-    high,
-    low,
-    offsets,
-    starts,
-    sma_n,
-    ema_n,
-    rsi_n,
-    fast,
-    slow,
-    signal,
-    bb_n,
-    nbdev,
-    atr_n,
-    out,
-):  # pragma: no cover - compiled
-    """Run the six kernels on every symbol's slice; leading-NaN rows are set to NaN."""
+def compute_panel(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
+    """Run the six kernels on every symbol's slice; leading-NaN rows are set to NaN.
+
+    ``p`` is :meth:`IndicatorParams.kernel_args` (a tuple, so the signature is written once).
+    """
+    sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, nbdev, atr_n = p
     for s in range(offsets.shape[0] - 1):
         a = offsets[s]
         v = starts[s]
@@ -60,11 +52,5 @@ def compute_panel(
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` (10 x n_rows) with the compiled per-indicator kernels."""
     compute_panel(
-        panel.close,
-        panel.high,
-        panel.low,
-        panel.offsets,
-        panel.starts,
-        *params.kernel_args(),
-        out,
+        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
     )

@@ -90,17 +90,24 @@ class IndicatorParams:
         )
 
     def lookbacks(self) -> dict[str, int]:
-        """Leading NaN rows of each output column for one symbol (TA-Lib's lookback)."""
-        macd = self.macd_slow - 1 + self.macd_signal - 1
+        """Leading NaN rows of each output column for one symbol (TA-Lib's lookback).
+
+        From the lookback functions of :mod:`nepse_perf.indicators.steps`, the same ones
+        the kernels use to decide where their warm-up ends.
+        """
+        from . import steps
+
+        macd = steps.macd_lookback(self.macd_fast, self.macd_slow, self.macd_signal)
+        bb = steps.bbands_lookback(self.bb_period)
         return {
-            "sma": self.sma_period - 1,
-            "ema": self.ema_period - 1,
-            "rsi": self.rsi_period,
+            "sma": steps.sma_lookback(self.sma_period),
+            "ema": steps.ema_lookback(self.ema_period),
+            "rsi": steps.rsi_lookback(self.rsi_period),
             "macd": macd,
             "macd_signal": macd,
             "macd_hist": macd,
-            "bb_upper": self.bb_period - 1,
-            "bb_middle": self.bb_period - 1,
-            "bb_lower": self.bb_period - 1,
-            "atr": self.atr_period,
+            "bb_upper": bb,
+            "bb_middle": bb,
+            "bb_lower": bb,
+            "atr": steps.atr_lookback(self.atr_period),
         }

@@ -1,0 +1,106 @@
+"""Compile the step functions, and the loops that call them, for one target.
+
+The step functions of :mod:`nepse_perf.indicators.steps` and the drivers that loop over
+bars (plain loops, fused kernel, stream) are ordinary Python functions that call each
+other by global name. Run as they are, they are the ``python`` backend. For a compiled
+target every function is rebuilt with the same code object but a globals dictionary in
+which the step names point at that target's compiled versions (``numba.njit`` functions
+for the CPU, ``numba.cuda.jit(device=True)`` functions for the GPU), then compiled. So one
+source, never a copy, serves every target.
+
+Numba's on-disk cache (``cache=True``) checks only the file of the function it compiles:
+after editing ``steps.py``, delete the ``__pycache__`` folders (``make clean``) or the
+drivers keep the step functions they were compiled with.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numba
+
+from . import steps
+
+#: Every function in ``steps`` that a compiled function may call (public and helpers).
+STEP_NAMES: tuple[str, ...] = tuple(
+    name
+    for name, obj in vars(steps).items()
+    if isinstance(obj, types.FunctionType) and obj.__module__ == steps.__name__
+)
+
+
+def _rebind(func: Callable, namespace: dict[str, Any]) -> types.FunctionType:
+    """``func`` with the same code but ``namespace`` as its globals."""
+    rebound = types.FunctionType(
+        func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__
+    )
+    rebound.__qualname__ = func.__qualname__
+    rebound.__doc__ = func.__doc__
+    rebound.__module__ = func.__module__
+    return rebound
+
+
+def _compiled_steps(jit: Callable[[Callable], Any]) -> dict[str, Any]:
+    namespace = dict(vars(steps))
+    for name in STEP_NAMES:
+        namespace[name] = jit(_rebind(getattr(steps, name), namespace))
+    return namespace
+
+
+_CPU: dict[str, Any] | None = None
+_CUDA: dict[str, Any] | None = None
+
+
+def cpu_steps() -> dict[str, Any]:
+    """``steps``' namespace with every step function compiled by ``numba.njit(cache=True)``."""
+    global _CPU
+    if _CPU is None:
+        _CPU = _compiled_steps(lambda f: numba.njit(cache=True, nogil=True, inline="always")(f))
+    return _CPU
+
+
+def cuda_steps() -> dict[str, Any]:
+    """``steps``' namespace with every step function compiled as a CUDA device function."""
+    global _CUDA
+    if _CUDA is None:
+        from numba import cuda
+
+        _CUDA = _compiled_steps(lambda f: cuda.jit(device=True)(f))
+    return _CUDA
+
+
+def _compile_group(
+    funcs: dict[str, Callable], steps_ns: dict[str, Any], jit: Callable[[Callable, str], Any]
+) -> dict[str, Any]:
+    """Rebind ``funcs`` (all from one module) to one namespace, then compile each with ``jit``.
+
+    In that namespace the step names and the names in ``funcs`` point at the compiled
+    versions, so drivers may call the step functions and each other.
+    """
+    module_globals = next(iter(funcs.values())).__globals__
+    namespace = dict(module_globals)
+    namespace.update({name: steps_ns[name] for name in STEP_NAMES})
+    compiled = {}
+    for name, func in funcs.items():
+        compiled[name] = namespace[name] = jit(_rebind(func, namespace), name)
+    return compiled
+
+
+def njit(funcs: dict[str, Callable], options: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The drivers ``funcs`` compiled with ``numba.njit(cache=True, **options[name])``.
+
+    Returns name -> dispatcher; the drivers call the compiled step functions and each other.
+    """
+    options = options or {}
+    return _compile_group(
+        funcs, cpu_steps(), lambda f, name: numba.njit(cache=True, **options.get(name, {}))(f)
+    )
+
+
+def cuda_device(funcs: dict[str, Callable]) -> dict[str, Any]:
+    """The drivers ``funcs`` compiled as CUDA device functions (name -> device function)."""
+    from numba import cuda
+
+    return _compile_group(funcs, cuda_steps(), lambda f, name: cuda.jit(device=True)(f))
