@@ -66,34 +66,34 @@ NAN = math.nan
 
 
 # --- Lookbacks: the bars before an indicator's first value (TA-Lib's TA_*_Lookback) -----
-def sma_lookback(n):
-    """Leading NaN bars of SMA(n): ``n - 1``."""
-    return n - 1
+def sma_lookback(timeperiod=20):
+    """Leading NaN bars of SMA: ``timeperiod - 1``."""
+    return timeperiod - 1
 
 
-def ema_lookback(n):
-    """Leading NaN bars of EMA(n): ``n - 1`` (the seed is the mean of the first n bars)."""
-    return n - 1
+def ema_lookback(timeperiod=20):
+    """Leading NaN bars of EMA: ``timeperiod - 1`` (the seed is the mean of the first bars)."""
+    return timeperiod - 1
 
 
-def rsi_lookback(n):
-    """Leading NaN bars of RSI(n): ``n`` (n price moves need n + 1 bars)."""
-    return n
+def rsi_lookback(timeperiod=14):
+    """Leading NaN bars of RSI: ``timeperiod`` (that many price moves need one bar more)."""
+    return timeperiod
 
 
-def macd_lookback(fast, slow, signal):
-    """Leading NaN bars of all three MACD outputs: ``slow + signal - 2`` (``fast`` unused)."""
-    return slow + signal - 2
+def macd_lookback(fastperiod=12, slowperiod=26, signalperiod=9):
+    """Leading NaN bars of all three MACD outputs: ``slowperiod + signalperiod - 2``."""
+    return slowperiod + signalperiod - 2  # fastperiod does not matter: both EMAs start together
 
 
-def bbands_lookback(n):
-    """Leading NaN bars of the three Bollinger bands: ``n - 1``."""
-    return n - 1
+def bbands_lookback(timeperiod=20):
+    """Leading NaN bars of the three Bollinger bands: ``timeperiod - 1``."""
+    return timeperiod - 1
 
 
-def atr_lookback(n):
-    """Leading NaN bars of ATR(n): ``n`` (the true range needs a previous close)."""
-    return n
+def atr_lookback(timeperiod=14):
+    """Leading NaN bars of ATR: ``timeperiod`` (the true range needs a previous close)."""
+    return timeperiod
 
 
 # --- SMA: running total, TA-Lib's add-output-drop order --------------------------------
