@@ -65,7 +65,7 @@ nbval: $(STAMP_FULL)
 test: lint unit nbval
 
 bench: $(STAMP)
-	$(VENV)/bin/nepse-perf bench --size medium --out bench-results/medium
+	$(VENV)/bin/nepse-perf bench --size medium --scaling --out bench-results/medium
 	$(VENV)/bin/nepse-perf bench --input data/nepse/nepal-market-data --out bench-results/sample
 
 notebooks: $(STAMP_FULL)

@@ -21,6 +21,7 @@ from . import __version__
 from .bench.machine import machine_info, memory_bandwidth
 from .bench.report import format_header, format_table, write_reports
 from .bench.runner import run_benchmark, select_backends
+from .bench.scaling import SCALING_ROWS, scaling_summary, thread_scaling, write_scaling
 from .bench.sweep import RECORDED_SWEEP, format_sweep, panel_size_sweep, write_sweep
 from .data import DataError, load_prices, synthetic_prices
 from .data.formats import parse_column_mapping
@@ -159,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=256.0,
         metavar="MIB",
         help="array size of the bandwidth measurement (default 256 MiB)",
+    )
+    b.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also time numba_parallel at 1e4..1e7 rows with 1 and 2 threads and write "
+        "scaling.csv/.json/.png (reused, pooled and np.empty output blocks)",
+    )
+    b.add_argument(
+        "--scaling-rows",
+        type=_int_list,
+        default=list(SCALING_ROWS),
+        metavar="R1,R2,...",
+        help="with --scaling: panel sizes in rows (default "
+        + ",".join(str(r) for r in SCALING_ROWS)
+        + ")",
     )
     b.add_argument("--quiet", action="store_true", help="no progress bar or notes, just the table")
     b.set_defaults(func=_cmd_bench)
@@ -351,6 +367,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"{PROG} bench: error: cannot write reports to {args.out}: {exc}", file=sys.stderr)
         return 1
     say("wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.scaling:
+        say("timing numba_parallel against rows and threads ...")
+        scaling = thread_scaling(args.scaling_rows, repeat=args.repeat, bandwidth=bandwidth)
+        print()
+        print("numba_parallel, median (IQR) and x bandwidth bound, by rows and threads:")
+        print(scaling_summary(scaling).to_string())
+        try:
+            spaths = write_scaling(scaling, args.out)
+        except OSError as exc:
+            print(f"{PROG} bench: error: cannot write to {args.out}: {exc}", file=sys.stderr)
+            return 1
+        say("wrote " + ", ".join(str(p) for p in spaths.values()))
     return 0
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .blocks import pool
 from .indicators import (
     gpu_cuda,
     numba_fused,
@@ -130,8 +131,12 @@ def check_out(out: np.ndarray, n_rows: int) -> np.ndarray:
 
 
 def new_block(n_rows: int) -> np.ndarray:
-    """A fresh 10 x ``n_rows`` float64 output block (uninitialised: every backend fills it all)."""
-    return np.empty((len(OUTPUT_COLUMNS), n_rows), dtype=np.float64)
+    """A 10 x ``n_rows`` float64 output block, uninitialised (every backend fills it all).
+
+    Big blocks come from :func:`nepse_perf.blocks.pool`, which recycles the pages of blocks
+    no longer in use, so repeated calls do not pay the operating system's page faults.
+    """
+    return pool().take(n_rows)
 
 
 def compute_panel(

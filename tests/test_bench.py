@@ -25,9 +25,13 @@ from nepse_perf.bench.machine import BYTES_PER_ROW, machine_info
 from nepse_perf.bench.report import TABLE_HEADERS, format_header, format_table, to_markdown
 from nepse_perf.bench.runner import (
     END_TO_END_LABEL,
+    END_TO_END_REUSED_LABEL,
+    FRESH_BLOCK_LABEL,
+    FRESH_LABEL,
     OVERHEAD_LABEL,
     PYTHON_MAX_ROWS,
     RESULT_COLUMNS,
+    REUSED_LABEL,
     compare_to_reference,
     reference_block,
 )
@@ -185,8 +189,17 @@ def test_compare_to_reference_flags_differences(tiny_prices):
 
 def test_run_benchmark_rows_and_checks(results):
     assert list(results.columns) == list(RESULT_COLUMNS)
-    assert list(results["label"]) == [*available_backends(), OVERHEAD_LABEL, END_TO_END_LABEL]
-    checked = results[results["kind"] != "overhead"]
+    backends = []
+    for name in available_backends():
+        fused = [name, REUSED_LABEL, FRESH_LABEL, FRESH_BLOCK_LABEL]
+        backends += fused if name == "numba_parallel" else [name]
+    assert list(results["label"]) == [
+        *backends,
+        OVERHEAD_LABEL,
+        END_TO_END_LABEL,
+        END_TO_END_REUSED_LABEL,
+    ]
+    checked = results[~results["kind"].isin(["overhead", "memory"])]
     assert (checked["check"] == "ok").all(), checked[["label", "max_abs_diff", "check"]]
     assert checked["nan_match"].astype(bool).all()
     assert (checked["max_abs_diff"] < 1e-6).all()
@@ -197,8 +210,12 @@ def test_run_benchmark_rows_and_checks(results):
     assert pandas_row["speedup_vs_pandas"] == 1.0
     overhead = results.set_index("label").loc[OVERHEAD_LABEL]
     assert overhead["check"] == "n/a" and math.isnan(overhead["speedup_vs_pandas"])
+    talib_row = results.set_index("label").loc["talib"]
+    assert talib_row["speedup_vs_talib"] == 1.0
+    memory = results.set_index("label").loc[FRESH_BLOCK_LABEL]
+    assert memory["kind"] == "memory" and math.isnan(memory["speedup_vs_talib"])
     jit = results.set_index("label")["jit"]
-    assert jit["numba"] and jit["numba_parallel"] and not jit["pandas"]
+    assert jit["numba"] and jit["numba_parallel"] and jit[REUSED_LABEL] and not jit["pandas"]
     assert results.attrs["n_rows"] == 1500 and results.attrs["n_symbols"] == 5
     assert results.attrs["bound_s"] > 0
     ratio = results["median_s"] / results.attrs["bound_s"]
@@ -257,6 +274,7 @@ def test_write_reports(results, tmp_path):
     assert doc["bandwidth"]["copy_gbps"] > 0
     assert len(doc["rows"]) == len(results)
     assert doc["rows"][1]["label"] == "pandas" and doc["rows"][1]["speedup_vs_pandas"] == 1.0
+    assert any(r["label"] == REUSED_LABEL for r in doc["rows"])
     assert "| backend |" in paths["md"].read_text()
 
 

@@ -37,13 +37,14 @@ TABLE_HEADERS: tuple[str, ...] = (
     "compile/first call s",
     "rows/s",
     "speed-up vs pandas",
+    "speed-up vs TA-Lib",
     "x bandwidth bound",
     "max abs diff vs TA-Lib",
     "NaNs match",
     "check",
 )
 
-_RIGHT = {1, 2, 3, 4, 5, 6, 7}
+_RIGHT = {1, 2, 3, 4, 5, 6, 7, 8}
 
 
 def _isnan(x: Any) -> bool:
@@ -93,7 +94,8 @@ def table_cells(results: pd.DataFrame) -> list[list[str]]:
                 _secs(r["median_s"]),
                 first,
                 _rate(r["rows_per_s"]),
-                "-" if r["kind"] == "overhead" else _ratio(r["speedup_vs_pandas"]),
+                "-" if r["kind"] in ("overhead", "memory") else _ratio(r["speedup_vs_pandas"]),
+                "-" if r["kind"] in ("overhead", "memory") else _ratio(r["speedup_vs_talib"]),
                 _ratio(r["x_bandwidth_bound"]),
                 _diff(r["max_abs_diff"]),
                 "n/a" if _isnan(nan_match) else ("yes" if nan_match else "NO"),
@@ -240,7 +242,7 @@ def write_chart(results: pd.DataFrame, path: str | Path, title: str | None = Non
         zip(medians, results["speedup_vs_pandas"], results["kind"], strict=True)
     ):
         text = f" {format_seconds(m)}"
-        if kind != "overhead" and not _isnan(s):
+        if kind not in ("overhead", "memory") and not _isnan(s):
             text += f"  ({s:.1f}x vs pandas)"
         ax.text(m, yi, text, va="center", fontsize=8)
     if medians:

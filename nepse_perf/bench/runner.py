@@ -24,16 +24,27 @@ from ..data.synthetic import SIZES
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from ..indicators.talib_wrapper import indicators_for_symbol
-from ..pipeline import BACKENDS, compute_indicators, compute_panel, frame_from_block
+from ..pipeline import (
+    BACKENDS,
+    compute_indicators,
+    compute_panel,
+    frame_from_block,
+    new_block,
+    to_panel_order,
+)
 from .machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
 from .timing import format_seconds, timed_call
 
 __all__ = [
     "BASELINE",
     "END_TO_END_LABEL",
+    "END_TO_END_REUSED_LABEL",
+    "FRESH_BLOCK_LABEL",
+    "FRESH_LABEL",
     "OVERHEAD_LABEL",
     "PYTHON_MAX_ROWS",
     "RESULT_COLUMNS",
+    "REUSED_LABEL",
     "SIZES",
     "compare_to_reference",
     "reference_block",
@@ -55,6 +66,13 @@ SLOW_REPEAT = 3
 
 OVERHEAD_LABEL = "frame -> panel -> frame overhead"
 END_TO_END_LABEL = "compute_indicators (numba_parallel)"
+END_TO_END_REUSED_LABEL = "compute_indicators (numba_parallel, out=)"
+REUSED_LABEL = "numba_parallel (reused out)"
+FRESH_LABEL = "numba_parallel (np.empty out)"
+FRESH_BLOCK_LABEL = "np.empty 10 x n block + first touch"
+
+#: Backends compared in the ``speedup_vs_talib`` column.
+TALIB = "talib"
 
 #: Columns of the DataFrame returned by :func:`run_benchmark`, in order.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -68,6 +86,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "first_call_s",
     "rows_per_s",
     "speedup_vs_pandas",
+    "speedup_vs_talib",
     "bound_s",
     "x_bandwidth_bound",
     "max_abs_diff",
@@ -163,6 +182,11 @@ def compare_to_reference(got: np.ndarray, ref: np.ndarray) -> tuple[float, bool,
     return worst, nan_match, ok
 
 
+def _fresh_block(n_rows: int) -> np.ndarray:
+    """A new (10, n_rows) block straight from ``np.empty``: never pooled, pages not yet mapped."""
+    return np.empty((len(OUTPUT_COLUMNS), n_rows), dtype=np.float64)
+
+
 @dataclass
 class _Entry:
     label: str
@@ -206,6 +230,7 @@ def _gpu_phase_rows(
                 "first_call_s": math.nan,
                 "rows_per_s": n_rows / median if median > 0 else math.inf,
                 "speedup_vs_pandas": math.nan,
+                "speedup_vs_talib": math.nan,
                 "bound_s": bound,
                 "x_bandwidth_bound": median / bound,
                 "max_abs_diff": math.nan,
@@ -288,6 +313,42 @@ def run_benchmark(
                     check=check_block,
                 )
             )
+            if name == "numba_parallel":
+                reused = new_block(n_rows)
+                reused.fill(0.0)  # touched once here, so no timed call pays its page faults
+                entries.append(
+                    _Entry(
+                        label=REUSED_LABEL,
+                        kind="backend",
+                        description="the fused kernel writing into one block reused every call",
+                        fn=lambda reused=reused: compute_panel(
+                            panel, "numba_parallel", params, out=reused
+                        ),
+                        jit=True,
+                        check=check_block,
+                    )
+                )
+                entries.append(
+                    _Entry(
+                        label=FRESH_LABEL,
+                        kind="backend",
+                        description="the fused kernel writing into a new np.empty block "
+                        "(fresh pages: the operating system maps and zeroes each one)",
+                        fn=lambda: compute_panel(
+                            panel, "numba_parallel", params, out=_fresh_block(n_rows)
+                        ),
+                        jit=True,
+                        check=check_block,
+                    )
+                )
+                entries.append(
+                    _Entry(
+                        label=FRESH_BLOCK_LABEL,
+                        kind="memory",
+                        description="np.empty + fill: what a fresh block costs before any work",
+                        fn=lambda: _fresh_block(n_rows).fill(0.0),
+                    )
+                )
         if prices is not None and overhead:
             frame = prices
             entries.append(
@@ -302,10 +363,7 @@ def run_benchmark(
                 kwargs = params.as_dict()
 
                 def check_frame(df: pd.DataFrame) -> tuple[float, bool, bool]:
-                    block = df.to_numpy().T
-                    if panel.order is not None:
-                        block = block[:, panel.order]
-                    return compare_to_reference(block, ref)
+                    return compare_to_reference(to_panel_order(df.to_numpy().T, panel), ref)
 
                 entries.append(
                     _Entry(
@@ -313,6 +371,20 @@ def run_benchmark(
                         kind="end-to-end",
                         description="the public entry point: frame in, frame out",
                         fn=lambda: compute_indicators(frame, "numba_parallel", **kwargs),
+                        jit=True,
+                        check=check_frame,
+                    )
+                )
+                frame_out = new_block(n_rows)
+                frame_out.fill(0.0)
+                entries.append(
+                    _Entry(
+                        label=END_TO_END_REUSED_LABEL,
+                        kind="end-to-end",
+                        description="the public entry point writing into a reused out= block",
+                        fn=lambda: compute_indicators(
+                            frame, "numba_parallel", out=frame_out, **kwargs
+                        ),
                         jit=True,
                         check=check_frame,
                     )
@@ -368,6 +440,7 @@ def run_benchmark(
                 "first_call_s": e.first,
                 "rows_per_s": n_rows / median if median > 0 else math.inf,
                 "speedup_vs_pandas": math.nan,
+                "speedup_vs_talib": math.nan,
                 "bound_s": bound,
                 "x_bandwidth_bound": median / bound,
                 "max_abs_diff": diff,
@@ -380,10 +453,14 @@ def run_benchmark(
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     if BASELINE in names:
         base = float(results.loc[results["label"] == BASELINE, "median_s"].iloc[0])
-        timed = ~results["kind"].isin(["overhead", "gpu phase"])
+        timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
         results.loc[timed, "speedup_vs_pandas"] = base / results.loc[timed, "median_s"]
     else:
         notes.append(f"speed-up vs pandas: n/a ({BASELINE} was not run)")
+    timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
+    if TALIB in names:
+        base = float(results.loc[results["label"] == TALIB, "median_s"].iloc[0])
+        results.loc[timed, "speedup_vs_talib"] = base / results.loc[timed, "median_s"]
 
     if prices is not None and overhead and "numba_parallel" in names:
         med = dict(zip(results["label"], results["median_s"], strict=True))
@@ -397,7 +474,11 @@ def run_benchmark(
         f"each entry: 1 warm-up call (excluded; 'first call' = numba compile or cache load), "
         f"then up to {repeat} timed calls round-robin across entries; median reported; "
         "time.perf_counter; garbage collector disabled during each timed call; each call "
-        "allocates its own output block (page faults included)",
+        "gets its output block from the block pool (nepse_perf.blocks: the pages of the "
+        f"previous call's block, already mapped) except '{REUSED_LABEL}' and "
+        f"'{END_TO_END_REUSED_LABEL}', which write into one block touched before timing, and "
+        f"'{FRESH_LABEL}', which writes into a new np.empty block (page faults included); "
+        f"'{FRESH_BLOCK_LABEL}' times such an allocation and its first touch alone",
     )
     results.attrs.update(
         {
