@@ -15,7 +15,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanit
 .PHONY: help venv venv-full test lint unit nbval bench bench-all notebooks lab site lock clean
 
 help:
-	@echo "make bench      create .venv, install, benchmark every backend (medium panel + real sample)"
+	@echo "make bench      create .venv, install, benchmark every backend (medium panel + real sample, scaling chart)"
 	@echo "make test       lint + unit/property tests + every notebook under nbval (strict)"
 	@echo "make notebooks  re-execute every notebook in place (same kernel as the tests)"
 	@echo "make lab        JupyterLab on notebooks/"
