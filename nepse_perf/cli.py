@@ -9,9 +9,11 @@ output returns 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -30,7 +32,14 @@ from .indicators.panel import panel_from_frame
 from .indicators.params import IndicatorParams
 from .pipeline import BACKENDS, compute_indicators
 
-__all__ = ["build_parser", "main"]
+__all__ = [
+    "add_command",
+    "build_parser",
+    "main",
+    "progress_printer",
+    "report_error",
+    "usage_errors",
+]
 
 PROG = "nepse-perf"
 DEFAULT_SIZE = "medium"
@@ -39,6 +48,60 @@ OUTPUT_SUFFIXES = (".parquet", ".csv")
 
 class UsageError(Exception):
     """A user error: reported as one line on stderr with exit status 2."""
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """Register the subcommand ``name`` with its ``help`` line, ``description`` and handler.
+
+    The one way every command module adds a parser: ``sub.add_parser`` plus
+    ``set_defaults(func=func)``, so :func:`main` calls ``func(args)`` for the exit status.
+    Returns the new parser for the command's own options.
+    """
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
+@contextlib.contextmanager
+def usage_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn the exceptions ``kinds`` (default ``ValueError``) raised inside into UsageError.
+
+    For handlers whose library calls validate their arguments: ``with usage_errors(): ...``
+    reports the library's message as the one-line usage error (exit status 2) instead of a
+    traceback; other exceptions pass through unchanged.
+    """
+    caught = kinds or (ValueError,)
+    try:
+        yield
+    except caught as exc:
+        raise UsageError(str(exc)) from None
+
+
+def report_error(command: str, message: str, status: int = 1) -> int:
+    """Print ``nepse-perf COMMAND: error: MESSAGE`` on stderr and return ``status``.
+
+    A handler's way to fail without a traceback, e.g. ``return report_error("train",
+    f"cannot write {path}: {exc}")`` when the output cannot be written (status 1).
+    """
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+def progress_printer(quiet: bool, *, flush: bool = False) -> Callable[[str], None]:
+    """The ``say`` of a command: print each progress line on stderr, or nothing if ``quiet``.
+
+    ``flush=True`` flushes after every line, for a caller that may be killed mid-run.
+    """
+    if quiet:
+        return lambda msg: None
+    return lambda msg: print(msg, file=sys.stderr, flush=flush)
 
 
 #: Modules that add more subcommands beside the code they drive. Each has
@@ -114,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sizes = ", ".join(f"{k} {s:,}x{d:,}" for k, (s, d) in SIZES.items())
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "bench",
+        _cmd_bench,
         help="time every backend on one panel, check it against TA-Lib, write reports",
         description="Time every backend on the same panel (warm-up excluded, repeats "
         "round-robin, GC off during each call, median reported), check each against TA-Lib, "
@@ -177,11 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         + ")",
     )
     b.add_argument("--quiet", action="store_true", help="no progress bar or notes, just the table")
-    b.set_defaults(func=_cmd_bench)
 
     recorded = RECORDED_SWEEP.parent.relative_to(RECORDED_SWEEP.parents[2])
-    sw = sub.add_parser(
+    sw = add_command(
+        sub,
         "sweep",
+        _cmd_sweep,
         help="time backends against panel size (when does the GPU win?), write sweep.json/.csv/.png",
         description="Time CPU backends and the gpu backend (float64 and float32 storage, each "
         "call split into host layout, host -> device copy, kernel and device -> host copy) on "
@@ -220,10 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output directory (default sweep-results/; a real-GPU record: {recorded}/)",
     )
     sw.add_argument("--quiet", action="store_true", help="no progress lines, just the table")
-    sw.set_defaults(func=_cmd_sweep)
 
-    ind = sub.add_parser(
+    ind = add_command(
+        sub,
         "indicators",
+        _cmd_indicators,
         help="compute the ten indicator columns for a price file or directory",
         description="Load INPUT with load_prices, compute the indicators and write prices "
         "plus indicators to a .parquet or .csv file.",
@@ -258,7 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="X" if kind is float else "N",
             help=f"default {getattr(defaults, f.name)}",
         )
-    ind.set_defaults(func=_cmd_indicators)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_parsers(sub)
     return parser
@@ -292,10 +358,8 @@ def _parse_backends(text: str | None) -> list[str] | None:
     if text is None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
-    try:
+    with usage_errors():
         select_backends(names, 0)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     return names
 
 
@@ -310,7 +374,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--adjust needs --input")
     if (args.columns or args.date_format) and args.input is None:
         raise UsageError("--columns and --date-format need --input")
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = progress_printer(args.quiet)
 
     if args.input is not None:
         say(f"loading {args.input} ...")
@@ -330,15 +394,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             label = args.size or DEFAULT_SIZE
             n_symbols, n_days = SIZES[label]
         say(f"generating synthetic prices: {n_symbols:,} symbols x {n_days:,} days ...")
-        try:
+        with usage_errors():
             prices = synthetic_prices(n_symbols, n_days, seed=args.seed)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
         dataset = f"synthetic {label} {n_symbols:,}x{n_days:,} (seed {args.seed})"
-    try:
+    with usage_errors():
         panel = panel_from_frame(prices)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     if panel.n_rows == 0:
         raise UsageError("no price rows to benchmark")
 
@@ -364,8 +424,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         paths = write_reports(results, info, args.out)
     except OSError as exc:
-        print(f"{PROG} bench: error: cannot write reports to {args.out}: {exc}", file=sys.stderr)
-        return 1
+        return report_error("bench", f"cannot write reports to {args.out}: {exc}")
     say("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.scaling:
         say("timing numba_parallel against rows and threads ...")
@@ -376,20 +435,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         try:
             spaths = write_scaling(scaling, args.out)
         except OSError as exc:
-            print(f"{PROG} bench: error: cannot write to {args.out}: {exc}", file=sys.stderr)
-            return 1
+            return report_error("bench", f"cannot write to {args.out}: {exc}")
         say("wrote " + ", ".join(str(p) for p in spaths.values()))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     backends = _parse_backends(args.backends)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = progress_printer(args.quiet)
     try:  # fail now, not after the sweep, if the reports cannot be written
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"{PROG} sweep: error: cannot write to {args.out}: {exc}", file=sys.stderr)
-        return 1
+        return report_error("sweep", f"cannot write to {args.out}: {exc}")
 
     def save(partial: pd.DataFrame) -> None:  # after every size: a run cut short keeps it
         write_sweep(partial, args.out)
@@ -433,10 +490,8 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
         )
     given = {f.name: getattr(args, f.name) for f in fields(IndicatorParams)}
     given = {k: v for k, v in given.items() if v is not None}
-    try:
+    with usage_errors():
         IndicatorParams.from_kwargs(**given)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
     t0 = time.perf_counter()
     prices = _load(
@@ -463,8 +518,7 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
         else:
             table.to_csv(args.out, index=False)
     except (OSError, ImportError, ValueError) as exc:
-        print(f"{PROG} indicators: error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 1
+        return report_error("indicators", f"cannot write {args.out}: {exc}")
     t3 = time.perf_counter()
     n_symbols = prices["symbol"].nunique() if "symbol" in prices else 0
     print(
@@ -492,8 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(args.command, str(exc), 2)
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130

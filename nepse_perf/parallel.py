@@ -40,6 +40,7 @@ import pandas as pd
 
 from .bench.timing import measure_interleaved, speedup_table
 from .data import load_prices
+from .data.errors import describe_failures
 from .indicators.panel import Panel, panel_from_frame
 from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from .pipeline import ComputeFn, PanelKernel, check_out, get_backend, new_block, to_frame_order
@@ -81,10 +82,7 @@ class ParallelError(RuntimeError):
     def __init__(self, result: ParallelResult) -> None:
         self.result = result
         self.failed = dict(result.failed)
-        names = sorted(self.failed)
-        shown = "; ".join(f"{s}: {self.failed[s]}" for s in names[:3])
-        more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-        super().__init__(f"{len(names)} symbol(s) failed: {shown}{more}")
+        super().__init__(describe_failures(self.failed, "failed"))
 
 
 @dataclass(frozen=True)

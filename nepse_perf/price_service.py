@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_prices, sample_path
+from .data.errors import describe_failures
 from .data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 
 __all__ = [
@@ -279,10 +280,7 @@ class FetchError(RuntimeError):
     def __init__(self, result: FetchResult) -> None:
         self.result = result
         self.failed = dict(result.failed)
-        names = sorted(self.failed)
-        shown = "; ".join(f"{s}: {self.failed[s]}" for s in names[:3])
-        more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-        super().__init__(f"{len(names)} symbol(s) could not be fetched: {shown}{more}")
+        super().__init__(describe_failures(self.failed, "could not be fetched"))
 
 
 @dataclass(frozen=True)
@@ -364,6 +362,12 @@ def _check(timeout: float, retries: int, backoff: float) -> None:
         raise ValueError(f"backoff must be >= 0 seconds, got {backoff!r}")
 
 
+def _check_pool(name: str, value: int) -> None:
+    """``workers``/``concurrency``: an int >= 1 (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
 def list_symbols(base_url: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
     """The symbols the service offers (``GET /symbols``)."""
     with urllib.request.urlopen(f"{base_url.rstrip('/')}/symbols", timeout=timeout) as resp:
@@ -414,8 +418,11 @@ def _attempts(n: int) -> str:
 
 
 def _collect(
-    symbols: Sequence[str], outcomes: Iterable[tuple[pd.DataFrame | None, str | None, int]]
-) -> tuple[dict[str, pd.DataFrame], dict[str, str], int]:
+    symbols: Sequence[str],
+    outcomes: Iterable[tuple[pd.DataFrame | None, str | None, int]],
+    start: float,
+) -> FetchResult:
+    """The :class:`FetchResult` of one outcome per symbol, timed from ``start``."""
     frames: dict[str, pd.DataFrame] = {}
     failed: dict[str, str] = {}
     n = 0
@@ -425,7 +432,7 @@ def _collect(
             failed[sym] = reason or "unknown error"
         else:
             frames[sym] = frame
-    return frames, failed, n
+    return FetchResult(frames, failed, n, time.perf_counter() - start)
 
 
 def fetch_sequential(
@@ -446,8 +453,7 @@ def fetch_sequential(
     start = time.perf_counter()
     symbols = list(symbols) if symbols is not None else list_symbols(base_url, timeout)
     outcomes = [_fetch_blocking(base_url, s, timeout, retries, backoff) for s in symbols]
-    frames, failed, n = _collect(symbols, outcomes)
-    return FetchResult(frames, failed, n, time.perf_counter() - start)
+    return _collect(symbols, outcomes, start)
 
 
 def fetch_threaded(
@@ -465,16 +471,14 @@ def fetch_threaded(
     retries and failure reporting as in :func:`fetch_sequential`.
     """
     _check(timeout, retries, backoff)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    _check_pool("workers", workers)
     start = time.perf_counter()
     symbols = list(symbols) if symbols is not None else list_symbols(base_url, timeout)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
         outcomes = list(
             pool.map(lambda s: _fetch_blocking(base_url, s, timeout, retries, backoff), symbols)
         )
-    frames, failed, n = _collect(symbols, outcomes)
-    return FetchResult(frames, failed, n, time.perf_counter() - start)
+    return _collect(symbols, outcomes, start)
 
 
 async def _fetch_one_async(
@@ -528,8 +532,7 @@ async def fetch_async(
     use :func:`fetch_asyncio`. Timeouts and retries as in :func:`fetch_sequential`.
     """
     _check(timeout, retries, backoff)
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    _check_pool("concurrency", concurrency)
     start = time.perf_counter()
     semaphore = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -547,8 +550,7 @@ async def fetch_async(
                 for s in symbols
             )
         )
-    frames, failed, n = _collect(symbols, outcomes)
-    return FetchResult(frames, failed, n, time.perf_counter() - start)
+    return _collect(symbols, outcomes, start)
 
 
 def fetch_asyncio(

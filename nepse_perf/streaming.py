@@ -21,45 +21,25 @@ import numpy as np
 import pandas as pd
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from .indicators import targets
+from .indicators import numba_fused, steps, targets
 from .indicators.panel import REQUIRED_COLUMNS
 from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from .indicators.steps import (
-    atr_init,
-    atr_update,
-    bbands_init,
-    bbands_update,
-    ema_init,
-    ema_update,
-    macd_init,
-    macd_update,
-    rsi_init,
-    rsi_update,
-    sma_init,
-    sma_update,
-)
 
 __all__ = ["IndicatorStream", "indicators_from_csv", "read_price_chunks"]
 
 
+def _initial_states(p: IndicatorParams) -> tuple[tuple[float, ...], ...]:
+    """The six indicators' initial state tuples (the fused kernel's own ``init_states``)."""
+    return numba_fused.init_states(p.kernel_args())
+
+
 def _initial_state(p: IndicatorParams) -> np.ndarray:
-    """One symbol's initial state row: the six ``*_init`` tuples, concatenated."""
-    return np.array(
-        [
-            *sma_init(p.sma_period),
-            *ema_init(p.ema_period),
-            *rsi_init(p.rsi_period),
-            *macd_init(p.macd_fast, p.macd_slow, p.macd_signal),
-            *bbands_init(p.bb_period, p.bb_nbdev),
-            *atr_init(p.atr_period),
-        ],
-        dtype=np.float64,
-    )
+    """One symbol's initial state row: the six state tuples, concatenated."""
+    return np.array([v for state in _initial_states(p) for v in state], dtype=np.float64)
 
 
-# Where each indicator's state tuple sits in the row (widths from the init functions).
-_W_SMA, _W_EMA, _W_RSI = len(sma_init(2)), len(ema_init(2)), len(rsi_init(2))
-_W_MACD, _W_BB, _W_ATR = len(macd_init(2, 3, 2)), len(bbands_init(2, 2.0)), len(atr_init(2))
+# Where each indicator's state tuple sits in the row.
+_W_SMA, _W_EMA, _W_RSI, _W_MACD, _W_BB, _W_ATR = map(len, _initial_states(IndicatorParams()))
 _O_EMA = _W_SMA
 _O_RSI = _O_EMA + _W_EMA
 _O_MACD = _O_RSI + _W_RSI
@@ -105,19 +85,19 @@ def _stream_rows_py(codes, dates, close, high, low, states, count, last_date, ri
         buf = ring[s]
         i = j % width
         buf[i] = x
-        sma, out[0, r] = sma_update(to_fixed_tuple(st[:_O_EMA], _W_SMA), j, buf, i, 1)
+        sma, out[0, r] = steps.sma_update(to_fixed_tuple(st[:_O_EMA], _W_SMA), j, buf, i, 1)
         _store(st, 0, sma)
-        ema, out[1, r] = ema_update(to_fixed_tuple(st[_O_EMA:_O_RSI], _W_EMA), j, x)
+        ema, out[1, r] = steps.ema_update(to_fixed_tuple(st[_O_EMA:_O_RSI], _W_EMA), j, x)
         _store(st, _O_EMA, ema)
-        rsi, out[2, r] = rsi_update(to_fixed_tuple(st[_O_RSI:_O_MACD], _W_RSI), j, x)
+        rsi, out[2, r] = steps.rsi_update(to_fixed_tuple(st[_O_RSI:_O_MACD], _W_RSI), j, x)
         _store(st, _O_RSI, rsi)
         macd = to_fixed_tuple(st[_O_MACD:_O_BB], _W_MACD)
-        macd, out[3, r], out[4, r], out[5, r] = macd_update(macd, j, x)
+        macd, out[3, r], out[4, r], out[5, r] = steps.macd_update(macd, j, x)
         _store(st, _O_MACD, macd)
         bb = to_fixed_tuple(st[_O_BB:_O_ATR], _W_BB)
-        bb, out[6, r], out[7, r], out[8, r] = bbands_update(bb, j, buf, i, 1)
+        bb, out[6, r], out[7, r], out[8, r] = steps.bbands_update(bb, j, buf, i, 1)
         _store(st, _O_BB, bb)
-        atr, out[9, r] = atr_update(to_fixed_tuple(st[_O_ATR:], _W_ATR), j, h, lo, x)
+        atr, out[9, r] = steps.atr_update(to_fixed_tuple(st[_O_ATR:], _W_ATR), j, h, lo, x)
         _store(st, _O_ATR, atr)
         count[s] = j + 1
     return _OK, -1

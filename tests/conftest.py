@@ -1,12 +1,23 @@
-"""Shared fixtures: the TA-Lib reference, the real sample and small synthetic panels."""
+"""Shared fixtures and helpers: the TA-Lib reference, the real sample, small synthetic panels,
+and the plumbing of the tests that start servers and clusters as separate processes."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import talib
 
+from nepse_perf import compute_indicators
+from nepse_perf.data import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, load_prices
 from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
 
 
@@ -101,3 +112,67 @@ def serving_model_dir(tmp_path_factory: pytest.TempPathFactory):
     ds = make_dataset(load_prices(sample_path()))
     model = train(ds, kind="hgb", n_splits=2, max_iter=20)
     return save(model, tmp_path_factory.mktemp("serving-model"))
+
+
+@pytest.fixture(scope="module")
+def stocks() -> pd.DataFrame:
+    """Every stock file of the shipped sample (``DEFAULT_DATA_DIR``), loaded once per module."""
+    return load_prices(DEFAULT_DATA_DIR)
+
+
+@pytest.fixture(scope="module")
+def index() -> pd.DataFrame:
+    """The shipped NEPSE index file (``DEFAULT_INDEX_FILE``), loaded once per module."""
+    return load_prices(DEFAULT_INDEX_FILE)
+
+
+@pytest.fixture(scope="module")
+def in_process(sample_prices: pd.DataFrame) -> pd.DataFrame:
+    """The sample's indicators computed in this process: what every engine must reproduce."""
+    return compute_indicators(sample_prices, "numba_parallel")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.05
+) -> None:
+    """Call ``predicate`` every ``poll`` s until it is true; ``TimeoutError`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
+def start_logged(cmd: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen:
+    """``cmd`` in its own process group (a new session), stdout and stderr to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def run_in_cuda_simulator(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -W error ARGS`` with ``NUMBA_ENABLE_CUDASIM=1``; asserts it exits 0."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc

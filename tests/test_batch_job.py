@@ -48,10 +48,7 @@ def _cmd(inp: Path, out: Path, model: Path | None, *extra: str) -> list[str]:
 def reference(panel_file: Path, serving_model_dir: Path, tmp_path_factory) -> dict:
     """One uninterrupted run: its directory, manifest, frame and the loop's duration."""
     out = tmp_path_factory.mktemp("batch-ref") / "out"
-    proc = subprocess.Popen(
-        _cmd(panel_file, out, serving_model_dir), stderr=subprocess.PIPE, text=True
-    )
-    first = _wait_for_chunk(proc)
+    proc, first = _launch(panel_file, out, serving_model_dir)
     t0 = time.perf_counter()
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, first + rest
@@ -73,6 +70,20 @@ def _wait_for_chunk(proc: subprocess.Popen) -> str:
         if line.startswith("chunk "):
             break
     return seen
+
+
+def _launch(inp: Path, out: Path, model: Path | None) -> tuple[subprocess.Popen, str]:
+    """Start the job as a subprocess; return it once a chunk is written, with its lines so far."""
+    proc = subprocess.Popen(_cmd(inp, out, model), stderr=subprocess.PIPE, text=True)
+    return proc, _wait_for_chunk(proc)
+
+
+def _finish(inp: Path, out: Path, model: Path | None, reference: dict) -> None:
+    """Rerun the job to the end: exit 0 and the reference run's chunks, byte for byte."""
+    done = subprocess.run(_cmd(inp, out, model), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    manifest = verify_output(out)  # every chunk present, hashes match, no temporaries
+    assert _chunk_hashes(manifest) == _chunk_hashes(reference["manifest"])  # byte for byte
 
 
 def _chunk_hashes(manifest: dict) -> dict[str, str]:
@@ -105,10 +116,7 @@ def test_sigkill_at_random_instants_then_resume(
     for _attempt in range(3 * KILLS):
         if kills >= KILLS:
             break
-        proc = subprocess.Popen(
-            _cmd(panel_file, out, serving_model_dir), stderr=subprocess.PIPE, text=True
-        )
-        _wait_for_chunk(proc)  # a chunk is written: kill at a random instant after it
+        proc, _ = _launch(panel_file, out, serving_model_dir)  # kill at a random instant after
         delay = rng.uniform(0.0, window)
         time.sleep(delay)
         if proc.poll() is not None:  # finished before the kill: not a kill
@@ -131,12 +139,7 @@ def test_sigkill_at_random_instants_then_resume(
     assert finished == sorted(finished), f"a kill lost recorded chunks: {log}"
     assert finished[-1] < reference["manifest"]["n_chunks"], "the job finished before the kills"
 
-    final = subprocess.run(
-        _cmd(panel_file, out, serving_model_dir), capture_output=True, text=True, timeout=120
-    )
-    assert final.returncode == 0, final.stderr
-    manifest = verify_output(out)  # every chunk present, hashes match, no temporaries
-    assert _chunk_hashes(manifest) == _chunk_hashes(reference["manifest"])  # byte for byte
+    _finish(panel_file, out, serving_model_dir, reference)
     got = read_output(out)
     pd.testing.assert_frame_equal(got, reference["frame"])
     assert not got.duplicated(["symbol", "date"]).any()
@@ -147,10 +150,7 @@ def test_sigterm_finishes_the_chunk_and_exits_75(
     reference: dict, panel_file: Path, serving_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _cmd(panel_file, out, serving_model_dir), stderr=subprocess.PIPE, text=True
-    )
-    _wait_for_chunk(proc)
+    proc, _ = _launch(panel_file, out, serving_model_dir)
     time.sleep(reference["loop_s"] / 4)
     proc.send_signal(signal.SIGTERM)
     err = proc.stderr.read()
@@ -161,11 +161,7 @@ def test_sigterm_finishes_the_chunk_and_exits_75(
     assert on_disk == {e["file"] for e in manifest["chunks"].values()}  # clean: nothing half-done
     assert 0 < len(on_disk) < manifest["n_chunks"]
     assert not list(out.glob(TMP_PREFIX + "*"))
-    done = subprocess.run(
-        _cmd(panel_file, out, serving_model_dir), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert _chunk_hashes(verify_output(out)) == _chunk_hashes(reference["manifest"])
+    _finish(panel_file, out, serving_model_dir, reference)
 
 
 def test_corrupted_chunk_is_detected_by_hash_and_redone(
@@ -290,10 +286,7 @@ def test_second_sigterm_abandons_the_chunk_in_flight(
     reference: dict, panel_file: Path, serving_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        _cmd(panel_file, out, serving_model_dir), stderr=subprocess.PIPE, text=True
-    )
-    _wait_for_chunk(proc)
+    proc, _ = _launch(panel_file, out, serving_model_dir)
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
     err = proc.stderr.read()
@@ -303,8 +296,4 @@ def test_second_sigterm_abandons_the_chunk_in_flight(
     manifest = json.loads((out / MANIFEST).read_text())
     recorded = {e["file"] for e in manifest["chunks"].values()}
     assert recorded <= {p.name for p in out.glob("chunk-*.parquet")}
-    done = subprocess.run(
-        _cmd(panel_file, out, serving_model_dir), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert _chunk_hashes(verify_output(out)) == _chunk_hashes(reference["manifest"])
+    _finish(panel_file, out, serving_model_dir, reference)

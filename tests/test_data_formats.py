@@ -37,6 +37,13 @@ GOOD = [
 KINDS = ["long-csv", "ohlcv-csv", "long-parquet", "ohlcv-parquet"]
 
 
+def load_error(path: Path, message: str, **options: object) -> DataError:
+    """``load_prices(path, **options)`` raises a DataError whose message holds ``message``."""
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_prices(path, **options)
+    return err.value
+
+
 def header_of(kind: str) -> tuple[str, ...]:
     return LONG if kind.startswith("long") else OHLCV
 
@@ -305,11 +312,8 @@ def test_ohlcv_without_volume_and_as_parquet(tmp_path) -> None:
 def test_adjusted_close_alone_is_refused(tmp_path) -> None:
     path = tmp_path / "ADJ.csv"
     path.write_text("Date,Open,High,Low,Adj Close,Volume\n2024-01-02,10,11,9,9.5,100\n")
-    with pytest.raises(
-        DataError, match=re.escape(f"{path}, line 1: missing required column(s) 'close'")
-    ) as err:
-        load_prices(path)
-    assert "columns={'close': 'Adj Close'}" in str(err.value)
+    err = load_error(path, f"{path}, line 1: missing required column(s) 'close'")
+    assert "columns={'close': 'Adj Close'}" in str(err)
     prices = load_prices(path, columns={"close": "Adj Close"})
     assert prices["close"].tolist() == [9.5]
     assert prices.attrs["columns_used"]["close"] == ["Adj Close"]
@@ -327,9 +331,8 @@ def test_adjusted_close_alone_is_refused(tmp_path) -> None:
 def test_ambiguous_header(tmp_path, header, names) -> None:
     path = tmp_path / "amb.csv"
     path.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
-    with pytest.raises(DataError, match=re.escape(f"{path}, line 1: ambiguous header")) as err:
-        load_prices(path)
-    assert names in str(err.value) and "columns={" in str(err.value)
+    err = load_error(path, f"{path}, line 1: ambiguous header")
+    assert names in str(err) and "columns={" in str(err)
 
 
 @pytest.mark.parametrize("container", ["csv", "parquet"])
@@ -342,10 +345,9 @@ def test_unknown_format_lists_formats_and_mapping(tmp_path, container) -> None:
     else:
         frame.to_parquet(path, index=False)
         prefix = f"{path}: unknown format: columns ['When', 'LTP']"
-    with pytest.raises(DataError, match=re.escape(prefix)) as err:
-        load_prices(path)
+    err = load_error(path, prefix)
     for known in ("nepal-market-data:", "capstone2020:", "long:", "ohlcv:", "--columns"):
-        assert known in str(err.value)
+        assert known in str(err)
 
 
 # --------------------------------------------------------------------------- mapping
@@ -372,11 +374,11 @@ def test_explicit_mapping_and_date_format(tmp_path) -> None:
     assert prices["turnover"].isna().all()
     assert prices.attrs["columns_ignored"] == ["Remarks"]
     # Without the date format the dates are refused, naming the expected layout.
-    with pytest.raises(
-        DataError,
-        match=re.escape(f"{path}, line 2: unparseable date '15/01/2024' (expected YYYY-MM-DD)"),
-    ):
-        load_prices(path, columns=columns)
+    load_error(
+        path,
+        f"{path}, line 2: unparseable date '15/01/2024' (expected YYYY-MM-DD)",
+        columns=columns,
+    )
 
 
 def test_partial_mapping_rest_by_usual_names(tmp_path) -> None:
@@ -399,11 +401,11 @@ def test_mapping_applies_to_source_files_too(tmp_path) -> None:
 
 def test_mapping_errors(tmp_path) -> None:
     path = write_kind(tmp_path, "ohlcv-csv", GOOD)
-    with pytest.raises(
-        DataError,
-        match=re.escape(f"{path}, line 1: column 'LTP' given for 'close' is not in the header"),
-    ):
-        load_prices(path, columns={"close": "LTP"})
+    load_error(
+        path,
+        f"{path}, line 1: column 'LTP' given for 'close' is not in the header",
+        columns={"close": "LTP"},
+    )
     with pytest.raises(ValueError, match="unknown output column 'clse'"):
         load_prices(path, columns={"clse": "Close"})
     with pytest.raises(ValueError, match="non-empty"):
@@ -434,17 +436,17 @@ def test_date_format_with_time_of_day(tmp_path) -> None:
     path.write_text(
         "Date,Open,High,Low,Close\n2024-01-02 00:00,1,1,1,1\n2024-01-03 15:30,1,1,1,1\n"
     )
-    with pytest.raises(
-        DataError, match=re.escape(f"{path}, line 3: date '2024-01-03 15:30' has a time of day")
-    ):
-        load_prices(path, date_format="%Y-%m-%d %H:%M")
+    load_error(
+        path,
+        f"{path}, line 3: date '2024-01-03 15:30' has a time of day",
+        date_format="%Y-%m-%d %H:%M",
+    )
     typed = pd.DataFrame(
         {"date": pd.to_datetime(["2024-01-02", "2024-01-03 09:15"], format="ISO8601")}
     )
     typed[["open", "high", "low", "close"]] = 1.0
     typed.to_parquet(tmp_path / "T.parquet")
-    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'T.parquet'}, row 2: date")):
-        load_prices(tmp_path / "T.parquet")
+    load_error(tmp_path / "T.parquet", f"{tmp_path / 'T.parquet'}, row 2: date")
     # Integers are not dates.
     typed["date"] = [20240102, 20240103]
     typed.to_parquet(tmp_path / "T.parquet")
@@ -477,8 +479,7 @@ def test_bad_value(tmp_path, kind, field, value, row, message) -> None:
     path = write_kind(tmp_path, kind, with_value(field, value, row))
     names = {out: col(kind, out) for out in LONG[1:]}
     expected = f"{path}, {at(kind, row)}: {message.format(**names)}"
-    with pytest.raises(DataError, match=re.escape(expected)):
-        load_prices(path)
+    load_error(path, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -486,9 +487,8 @@ def test_first_bad_row_reported_with_count(tmp_path, kind) -> None:
     rows = with_value("open", "0", 1)
     rows = [*rows, ("2020-01-06", "x", "1", "1", "1", "1", "1"), ("bad", *GOOD[0][1:])]
     path = write_kind(tmp_path, kind, rows)
-    with pytest.raises(DataError, match=re.escape(f"{path}, {at(kind, 1)}: non-positive")) as err:
-        load_prices(path)
-    assert "2 more invalid rows" in str(err.value)
+    err = load_error(path, f"{path}, {at(kind, 1)}: non-positive")
+    assert "2 more invalid rows" in str(err)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -500,8 +500,7 @@ def test_missing_column(tmp_path, kind) -> None:
     ]
     path = write_kind(tmp_path, kind, rows, header=header)
     where = f"{path}, line 1" if kind.endswith("csv") else str(path)
-    with pytest.raises(DataError, match=re.escape(f"{where}: missing required column(s) 'close'")):
-        load_prices(path)
+    load_error(path, f"{where}: missing required column(s) 'close'")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -515,8 +514,7 @@ def test_duplicate_date_with_different_values(tmp_path, kind) -> None:
         f"{path}, {unit} {later}: date 2020-01-02{of} repeats {unit} {earlier} with different "
         f"values ({col(kind, 'close')} 107.5 vs 107)"
     )
-    with pytest.raises(DataError, match=re.escape(expected)):
-        load_prices(path)
+    load_error(path, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -533,19 +531,16 @@ def test_strict_applies(tmp_path, kind) -> None:
     jump = ("2020-01-06", "150", "160", "140", "150", "10", "1500")  # +41 %: a band breach
     path = write_kind(tmp_path, kind, [*GOOD, jump])
     assert len(load_prices(path)) == 4
-    with pytest.raises(
-        DataError,
-        match=re.escape(f"{path}: 1 price anomalies (strict=True): AAA 2020-01-06 band_breach"),
-    ):
-        load_prices(path, strict=True)
+    load_error(
+        path, f"{path}: 1 price anomalies (strict=True): AAA 2020-01-06 band_breach", strict=True
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_empty_file(tmp_path, suffix) -> None:
     path = tmp_path / f"empty{suffix}"
     path.write_bytes(b"")
-    with pytest.raises(DataError, match=re.escape(f"{path}: empty file")):
-        load_prices(path)
+    load_error(path, f"{path}: empty file")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -557,8 +552,7 @@ def test_no_data_rows(tmp_path, kind) -> None:
     else:
         pd.read_parquet(path).iloc[:0].to_parquet(path)
         message = "no data rows"
-    with pytest.raises(DataError, match=re.escape(f"{path}: {message}")):
-        load_prices(path)
+    load_error(path, f"{path}: {message}")
 
 
 def test_missing_symbol(tmp_path) -> None:
@@ -566,28 +560,22 @@ def test_missing_symbol(tmp_path) -> None:
     path.write_text(
         "symbol,date,open,high,low,close,volume\nAAA,2020-01-01,1,1,1,1,1\n,2020-01-02,1,1,1,1,1\n"
     )
-    with pytest.raises(
-        DataError, match=re.escape(f"{path}, line 3: missing symbol ('symbol' is blank)")
-    ):
-        load_prices(path)
+    load_error(path, f"{path}, line 3: missing symbol ('symbol' is blank)")
 
 
 def test_not_parquet_and_corrupt_parquet(tmp_path) -> None:
     text = tmp_path / "text.parquet"
     text.write_text("Date,Open\n")
-    with pytest.raises(DataError, match=re.escape(f"{text}: not a Parquet file")):
-        load_prices(text)
+    load_error(text, f"{text}: not a Parquet file")
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1" + b"\x00" * 20 + b"PAR1")
-    with pytest.raises(DataError, match=re.escape(f"{broken}: unreadable Parquet file")):
-        load_prices(broken)
+    load_error(broken, f"{broken}: unreadable Parquet file")
 
 
 def test_error_in_directory_names_the_file(tmp_path) -> None:
     write_kind(tmp_path, "long-parquet", GOOD, name="AAA")
     path = write_kind(tmp_path, "long-parquet", with_value("close", "zz", 1), name="BBB")
-    with pytest.raises(DataError, match=re.escape(f"{path}, row 2: non-numeric close 'zz'")):
-        load_prices(tmp_path)
+    load_error(tmp_path, f"{path}, row 2: non-numeric close 'zz'")
 
 
 def test_same_date_in_two_long_files(tmp_path) -> None:
@@ -596,18 +584,13 @@ def test_same_date_in_two_long_files(tmp_path) -> None:
     second = write_kind(tmp_path, "long-parquet", GOOD[1:], name="p2")
     pd.read_parquet(second).assign(symbol="p1").to_parquet(second)
     expected = f"{second}, row 1: date 2020-01-02 of p1 is also in {first}, line 3"
-    with pytest.raises(DataError, match=re.escape(expected)):
-        load_prices(tmp_path)
+    load_error(tmp_path, expected)
 
 
 def test_same_symbol_from_two_files(tmp_path) -> None:
     write_kind(tmp_path, "ohlcv-csv", GOOD, name="AAA")
     write_kind(tmp_path, "ohlcv-parquet", GOOD, name="AAA")
-    with pytest.raises(
-        DataError,
-        match=re.escape(f"{tmp_path}: files AAA.csv and AAA.parquet give the same symbol 'AAA'"),
-    ):
-        load_prices(tmp_path)
+    load_error(tmp_path, f"{tmp_path}: files AAA.csv and AAA.parquet give the same symbol 'AAA'")
 
 
 def test_directory_without_data_files(tmp_path) -> None:

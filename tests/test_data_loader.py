@@ -54,16 +54,6 @@ def data_lines(path: Path) -> tuple[int, int]:
     return len(lines), sum(1 for line in lines if not line.strip())
 
 
-@pytest.fixture(scope="module")
-def stocks() -> pd.DataFrame:
-    return load_prices(DEFAULT_DATA_DIR)
-
-
-@pytest.fixture(scope="module")
-def index() -> pd.DataFrame:
-    return load_prices(DEFAULT_INDEX_FILE)
-
-
 # --------------------------------------------------------------------------- real sample
 
 

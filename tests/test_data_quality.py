@@ -23,16 +23,6 @@ from nepse_perf.data import (
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-@pytest.fixture(scope="module")
-def stocks() -> pd.DataFrame:
-    return load_prices(DEFAULT_DATA_DIR)
-
-
-@pytest.fixture(scope="module")
-def index() -> pd.DataFrame:
-    return load_prices(DEFAULT_INDEX_FILE)
-
-
 def frame(rows: list[tuple[str, str, float, float, float, float]]) -> pd.DataFrame:
     """A price frame from (symbol, date, open, high, low, close) rows (volume 100, turnover 0)."""
     df = pd.DataFrame(rows, columns=["symbol", "date", "open", "high", "low", "close"])

@@ -15,10 +15,11 @@ from pathlib import Path
 import dask
 import pandas as pd
 import pytest
+from conftest import start_logged, wait_for
 from distributed import futures_of
 
 from nepse_perf import compute_indicators, synthetic_prices
-from nepse_perf.data import sample_path
+from nepse_perf.data import PRICE_COLUMNS, sample_path
 from nepse_perf.distributed import (
     SCHEDULER_ENV,
     compute_indicators_dask,
@@ -45,25 +46,11 @@ def slow_identity(part: pd.DataFrame) -> pd.DataFrame:
     return part
 
 
-@pytest.fixture(scope="module")
-def in_process(sample_prices: pd.DataFrame) -> pd.DataFrame:
-    return compute_indicators(sample_prices, "numba_parallel")
-
-
 def test_one_partition_per_file() -> None:
     ddf = read_prices_dask()
     files = price_files()
     assert ddf.npartitions == len(files) == 25
-    assert list(ddf.columns) == [
-        "symbol",
-        "date",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "turnover",
-    ]
+    assert list(ddf.columns) == list(PRICE_COLUMNS)
     assert list(ddf["symbol"].cat.categories) == [p.stem for p in files]
 
 
@@ -130,15 +117,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
+    return start_logged([sys.executable, "-m", *args], log, env)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -151,14 +130,6 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -180,8 +151,8 @@ def cli_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, subprocess.Pope
             ],
             tmp_path / "scheduler.log",
         )
-        _wait_for(scheduler_file.exists, 60, "the scheduler file")
-        _wait_for(lambda: scheduler_file.stat().st_size > 0, 10, "the scheduler address")
+        wait_for(scheduler_file.exists, 60, "the scheduler file")
+        wait_for(lambda: scheduler_file.stat().st_size > 0, 10, "the scheduler address")
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         for name in ("w0", "w1"):
@@ -233,7 +204,7 @@ def test_real_cluster_survives_losing_a_worker(
         persisted = client.persist(slow)
         futures = futures_of(persisted)
         assert len(futures) == 25
-        _wait_for(lambda: sum(f.done() for f in futures) >= 3, 60, "3 finished partitions")
+        wait_for(lambda: sum(f.done() for f in futures) >= 3, 60, "3 finished partitions")
         assert all(f.status in ("pending", "finished") for f in futures)
         busy: list[str] = []
 
@@ -241,7 +212,7 @@ def test_real_cluster_survives_losing_a_worker(
             busy[:] = [w for w, keys in client.processing().items() if keys]
             return bool(busy)
 
-        _wait_for(a_worker_is_busy, 60, "a worker with tasks in hand")
+        wait_for(a_worker_is_busy, 60, "a worker with tasks in hand")
         victim = next(name for name, addr in by_name.items() if addr in busy)
         pending_at_kill = sum(not f.done() for f in futures)
         os.killpg(procs[victim].pid, signal.SIGKILL)

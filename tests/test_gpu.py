@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from conftest import run_in_cuda_simulator
 
 from nepse_perf import compute_indicators, synthetic_prices
 from nepse_perf.indicators.gpu_cuda import GPUUnavailableError, gpu_available
@@ -51,17 +50,7 @@ def test_simulated_kernel_matches_talib(tmp_path) -> None:
     """The CUDA kernel's logic, run by Numba's CUDA simulator on a small panel."""
     script = tmp_path / "simulated.py"
     script.write_text(SIMULATED)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    tests_dir = os.path.dirname(__file__)
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", str(script), tests_dir],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_in_cuda_simulator(str(script), os.path.dirname(__file__))
     import json
 
     report = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 LAB_COMMAND = ["lab", "notebooks/"]  # the arguments of `make lab` after $(VENV)/bin/jupyter
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, token: str) -> tuple[int, object]:
@@ -50,7 +45,7 @@ def test_makefile_lab_runs_this_command() -> None:
 def test_lab_lists_every_notebook(tmp_path: Path) -> None:
     assert NOTEBOOKS, "no notebooks found"
     jupyter = Path(sys.executable).with_name("jupyter")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),

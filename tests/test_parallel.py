@@ -70,6 +70,14 @@ def pool() -> Iterator[ProcessPoolExecutor]:
         yield executor
 
 
+def _in_chunks_of_five(
+    prices: pd.DataFrame, kernel, executor: str, pool: ProcessPoolExecutor
+) -> ParallelResult:
+    """``kernel`` over two workers, five symbols a chunk, on threads or the shared ``pool``."""
+    ex = pool if executor == "pool" else executor
+    return compute_indicators_parallel(prices, kernel, workers=2, chunk_symbols=5, executor=ex)
+
+
 @pytest.mark.parametrize(
     "backend", ["python", "pandas", "numpy", "numba", "numba_parallel", "talib"]
 )
@@ -115,10 +123,7 @@ def test_parameters_are_passed_to_workers(sample_prices: pd.DataFrame, pool) -> 
 def test_failing_symbol_is_named_and_the_rest_kept(
     shuffled: pd.DataFrame, pool: ProcessPoolExecutor, executor: str
 ) -> None:
-    ex = pool if executor == "pool" else executor
-    got = compute_indicators_parallel(
-        shuffled, fails_on_bad_symbol, workers=2, chunk_symbols=5, executor=ex
-    )
+    got = _in_chunks_of_five(shuffled, fails_on_bad_symbol, executor, pool)
     assert not got.ok
     assert got.failed == {BAD: f"ValueError: injected failure for {BAD}"}
     # The whole-chunk failure that led to the retry is recorded too, with its symbols.
@@ -139,10 +144,7 @@ def test_failing_symbol_is_named_and_the_rest_kept(
 def test_chunk_failure_is_recorded_even_when_the_retry_succeeds(
     sample_prices: pd.DataFrame, pool: ProcessPoolExecutor, executor: str
 ) -> None:
-    ex = pool if executor == "pool" else executor
-    got = compute_indicators_parallel(
-        sample_prices, fails_on_whole_chunks, workers=2, chunk_symbols=5, executor=ex
-    )
+    got = _in_chunks_of_five(sample_prices, fails_on_whole_chunks, executor, pool)
     assert got.ok and got.failed == {}
     pd.testing.assert_frame_equal(
         got.indicators, compute_indicators(sample_prices, "numba_parallel")

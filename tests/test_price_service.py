@@ -108,14 +108,26 @@ def test_unknown_symbol_is_not_retried(server: PriceServer, name: str) -> None:
     assert got.requests == 2
 
 
+def _settle(srv: PriceServer) -> None:
+    """Reset the counters once the last handler of the previous fetch has finished.
+
+    A client sees its response before the server's handler has left its ``finally`` block,
+    so a request of the previous fetch can still count as in flight for a moment.
+    """
+    deadline = time.monotonic() + 5.0
+    while srv.in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+    srv.reset_counters()
+
+
 def test_concurrency_is_bounded(sample_prices: pd.DataFrame) -> None:
     with serve_prices(sample_prices, latency=0.05) as srv:
         fetch_asyncio(srv.url, concurrency=3).unwrap()
         assert 1 <= srv.max_in_flight <= 3
-        srv.reset_counters()
+        _settle(srv)
         fetch_threaded(srv.url, workers=4).unwrap()
         assert 1 <= srv.max_in_flight <= 4
-        srv.reset_counters()
+        _settle(srv)
         fetch_sequential(srv.url).unwrap()
         assert srv.max_in_flight == 1
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
-from conftest import assert_matches_talib, talib_reference
+from conftest import assert_matches_talib, free_port, start_logged, talib_reference, wait_for
 
 from nepse_perf import compute_indicators
 from nepse_perf.data import DataError, sample_path
@@ -40,21 +39,13 @@ PAUSE = 0.4
 RAY_BIN = Path(sys.executable).with_name("ray")
 
 
-@pytest.fixture(scope="module")
-def in_process(sample_prices: pd.DataFrame) -> pd.DataFrame:
-    return compute_indicators(sample_prices, "numba_parallel")
-
-
 @pytest.fixture(scope="class")
 def local_ray() -> Iterator[str]:
     """One local Ray (2 CPUs, 127.0.0.1) shared by the tests of a class; yields its GCS."""
-    saved = os.environ.pop(ADDRESS_ENV, None)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(ADDRESS_ENV, raising=False)
         with ray_session() as gcs:
             yield gcs
-    finally:
-        if saved is not None:
-            os.environ[ADDRESS_ENV] = saved
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -120,23 +111,9 @@ class TestLocalRay:
 # --------------------------------------------------------------------------- a real cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """``ray start ... --block`` in its own process group (its GCS/raylet/workers with it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [str(RAY_BIN), "start", "--block", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
+    return start_logged([str(RAY_BIN), "start", "--block", *args], log, env)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -146,14 +123,6 @@ def _stop(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(10)
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -166,14 +135,14 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
     """
     assert not ray.is_initialized()
     configure_environment()  # the token the cluster and this driver share
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "head.log"
     args = ["--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
     args += ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     with loopback_only() as env:
         proc = _start(args, env, log)
     try:
-        _wait_for(lambda: "Ray runtime started" in log.read_text(), 120, "ray start --head")
+        wait_for(lambda: "Ray runtime started" in log.read_text(), 120, "ray start --head", 0.1)
         yield f"127.0.0.1:{port}"
     finally:
         _stop(proc)
@@ -223,7 +192,7 @@ def test_cluster_survives_a_killed_worker_process(
             done = {p.name.rsplit(".", 1)[0] for p in marks.glob("*.done")}
             return sorted(started - done)
 
-        _wait_for(lambda: len(list(marks.glob("*.done"))) >= 2 and running(), 90, "a busy task")
+        wait_for(lambda: len(list(marks.glob("*.done"))) >= 2 and running(), 90, "a busy task", 0.1)
         victim = int(running()[0].split(".")[0])
         finished_at_kill = len(list(marks.glob("*.done")))
         os.kill(victim, signal.SIGKILL)

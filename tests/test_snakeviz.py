@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import socket
 import subprocess
 import sys
 import threading
@@ -20,18 +19,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from conftest import free_port
 
 from nepse_perf import compute_indicators, synthetic_prices
 
 #: Total time allowed for the server to come up and answer (seconds).
 STARTUP_TIMEOUT = 20.0
-
-
-def _free_port() -> int:
-    """A TCP port that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _profile_pipeline(path: Path) -> None:
@@ -60,7 +53,7 @@ def test_profile_is_readable(tmp_path: Path) -> None:
 def test_snakeviz_serves_the_profile(tmp_path: Path) -> None:
     prof = tmp_path / "pipeline.prof"
     _profile_pipeline(prof)
-    port = _free_port()
+    port = free_port()
     # -u: unbuffered, so the URL snakeviz prints reaches us while it serves.
     proc = subprocess.Popen(
         [

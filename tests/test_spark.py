@@ -36,21 +36,13 @@ def test_java_is_installed() -> None:
     assert shutil.which("java"), "Spark needs a JRE: .ci/run installs default-jre-headless"
 
 
-@pytest.fixture(scope="module")
-def in_process(sample_prices: pd.DataFrame) -> pd.DataFrame:
-    return compute_indicators(sample_prices, "numba_parallel")
-
-
 @pytest.fixture(scope="class")
 def spark() -> Iterator[SparkSession]:
     """One ``local[2]`` session (one JVM) for the tests of a class."""
-    saved = os.environ.pop(MASTER_ENV, None)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(MASTER_ENV, raising=False)
         with spark_session() as session:
             yield session
-    finally:
-        if saved is not None:
-            os.environ[MASTER_ENV] = saved
 
 
 class TestLocalSpark:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_in_cuda_simulator
 
 from nepse_perf import synthetic_prices
 from nepse_perf.bench.sweep import (
@@ -105,16 +103,7 @@ SIMULATED = textwrap.dedent(
 
 
 def test_simulated_gpu_sweep(tmp_path) -> None:
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", SIMULATED, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_in_cuda_simulator("-c", SIMULATED, str(tmp_path))
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert doc["device"] == "CUDA simulator" and doc["gpu"] == {"device": "CUDA simulator"}
     rows = pd.DataFrame(doc["rows"])

@@ -124,10 +124,12 @@ def _cmd_bench_all(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``bench-all`` with the ``nepse-perf`` parser."""
-    from ..cli import _int_list, _positive_int
+    from ..cli import _int_list, _positive_int, add_command
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "bench-all",
+        _cmd_bench_all,
         help="benchmark at every size plus the size sweep into results/<machine>/",
         description="Run `bench` at the small, medium and large synthetic sizes and the "
         "panel-size `sweep`, writing results/<machine>/<size>/bench.*, results/<machine>/sweep/ "
@@ -167,4 +169,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="timed repeats per measurement (default 5)",
     )
     p.add_argument("--quiet", action="store_true", help="tables only, no progress")
-    p.set_defaults(func=_cmd_bench_all)

@@ -10,53 +10,15 @@ never run code in a reader. :func:`private_redis` / :func:`lesson_redis` start a
 DuckDB table (the SQL "materialised view").
 """
 
-from .cached import cached_indicators, default_cache, key_for, panel_frame
-from .codec import NPY_MAGIC, CacheFormatError, decode_array, encode_array
-from .keys import KERNEL_VERSION, code_version, hash_arrays, indicator_key
-from .redis_server import (
-    REQUIRE_VARIABLE,
-    RedisUnavailableError,
-    free_port,
-    lesson_redis,
-    private_redis,
-    redis_server_binary,
-    require_redis,
-)
-from .stores import (
-    Cache,
-    CacheStats,
-    CacheUnavailableWarning,
-    CacheWarning,
-    DiskCache,
-    MemoryCache,
-    RedisCache,
-)
+from . import cached, codec, keys, redis_server, stores
 
-__all__ = [
-    "KERNEL_VERSION",
-    "NPY_MAGIC",
-    "REQUIRE_VARIABLE",
-    "Cache",
-    "CacheFormatError",
-    "CacheStats",
-    "CacheUnavailableWarning",
-    "CacheWarning",
-    "DiskCache",
-    "MemoryCache",
-    "RedisCache",
-    "RedisUnavailableError",
-    "cached_indicators",
-    "code_version",
-    "decode_array",
-    "default_cache",
-    "encode_array",
-    "free_port",
-    "hash_arrays",
-    "indicator_key",
-    "key_for",
-    "lesson_redis",
-    "panel_frame",
-    "private_redis",
-    "redis_server_binary",
-    "require_redis",
-]
+# Each module's public names (its __all__) are this package's.
+from .cached import *  # noqa: F403
+from .codec import *  # noqa: F403
+from .keys import *  # noqa: F403
+from .redis_server import *  # noqa: F403
+from .stores import *  # noqa: F403
+
+__all__ = sorted(
+    [*cached.__all__, *codec.__all__, *keys.__all__, *redis_server.__all__, *stores.__all__]
+)

@@ -57,6 +57,8 @@ TMP_PREFIX = ".tmp-"
 _DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Package sources whose text decides the numbers a chunk holds (the "code version").
 _CODE_FILES = (
+    "indicators/steps.py",
+    "indicators/targets.py",
     "indicators/numba_fused.py",
     "indicators/numba_kernels.py",
     "indicators/python_loops.py",

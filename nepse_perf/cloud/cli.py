@@ -24,10 +24,12 @@ class _Abandon(BaseException):
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``batch`` with the ``nepse-perf`` parser."""
-    from ..cli import _positive_int
+    from ..cli import _positive_int, add_command
 
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "batch",
+        _cmd_batch,
         help="resumable nightly job: indicators (and predictions) per chunk of symbols",
         description="Compute the indicators (with --predict also p_up, the model's probability "
         "that the close rises) for every symbol of INPUT and write one Parquet file per chunk "
@@ -53,16 +55,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="delete this job's files in --out and start over"
     )
     b.add_argument("--quiet", action="store_true", help="no progress lines")
-    b.set_defaults(func=_cmd_batch)
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..cli import progress_printer, usage_errors
     from .batch import BatchError, run_batch
 
-    say = (
-        (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    )
+    say = progress_printer(args.quiet, flush=True)
     notices = []
 
     def on_term(signum, frame) -> None:
@@ -72,18 +71,17 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        result = run_batch(
-            args.input,
-            args.out,
-            chunk_symbols=args.chunk_symbols,
-            backend=args.backend,
-            model_dir=args.predict,
-            force=args.force,
-            should_stop=lambda: bool(notices),
-            progress=say,
-        )
-    except BatchError as exc:
-        raise UsageError(str(exc)) from None
+        with usage_errors(BatchError):
+            result = run_batch(
+                args.input,
+                args.out,
+                chunk_symbols=args.chunk_symbols,
+                backend=args.backend,
+                model_dir=args.predict,
+                force=args.force,
+                should_stop=lambda: bool(notices),
+                progress=say,
+            )
     except _Abandon:
         print(
             f"nepse-perf batch: second SIGTERM: abandoned the chunk in flight; rerun to resume "

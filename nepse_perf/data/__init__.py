@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .corporate_actions import adjust_for_gaps, corporate_action_gaps
 from .errors import DataError
-from .loader import load_prices
+from .loader import load_prices, prices_from
 from .paths import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, sample_path
 from .quality import check_prices
 from .schema import PRICE_COLUMNS
@@ -24,6 +24,7 @@ __all__ = [
     "check_prices",
     "corporate_action_gaps",
     "load_prices",
+    "prices_from",
     "sample_path",
     "synthetic_prices",
 ]

@@ -40,7 +40,7 @@ from .formats import Layout, check_column_mapping, detect_layout
 from .quality import check_prices
 from .schema import OHLC, PRICE_COLUMNS, VALUE_COLUMNS
 
-__all__ = ["load_prices"]
+__all__ = ["load_prices", "prices_from"]
 
 #: Spellings of "no value" in numeric fields (the capstone file writes a literal ``nan``).
 _NA_VALUES = ["", "nan", "NaN"]
@@ -158,6 +158,20 @@ def load_prices(
     if adjust:
         prices = adjust_for_gaps(prices)
     return prices
+
+
+def prices_from(source: str | PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    """``source`` itself if it is a price frame, else :func:`load_prices` of it as a path.
+
+    For the functions that take either (the Ray and Spark engines): a frame is passed
+    through as it is, a ``str`` or ``os.PathLike`` is loaded with the default options (a bad
+    file raises :class:`DataError` naming it), anything else raises ``TypeError``.
+    """
+    if isinstance(source, pd.DataFrame):
+        return source
+    if isinstance(source, (str, PathLike)):
+        return load_prices(source)
+    raise TypeError(f"expected a path or a price DataFrame, got {type(source).__name__}")
 
 
 def _is_data_file(p: Path) -> bool:

@@ -13,32 +13,7 @@ Ray and Spark are imported only when their module is: importing this package cos
 
 from __future__ import annotations
 
-from .dask import (
-    SCHEDULER_ENV,
-    compute_indicators_dask,
-    connect,
-    dask_client,
-    disconnect,
-    price_files,
-    read_parquet_dask,
-    read_prices_dask,
-    run_pipeline,
-    split_symbols,
-    task_counts,
-    write_parquet_by_symbol,
-)
+from . import dask as _dask
+from .dask import *  # noqa: F403 - the Dask module's public names, listed in its __all__
 
-__all__ = [
-    "SCHEDULER_ENV",
-    "compute_indicators_dask",
-    "connect",
-    "dask_client",
-    "disconnect",
-    "price_files",
-    "read_parquet_dask",
-    "read_prices_dask",
-    "run_pipeline",
-    "split_symbols",
-    "task_counts",
-    "write_parquet_by_symbol",
-]
+__all__ = list(_dask.__all__)

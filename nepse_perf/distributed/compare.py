@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..bench.timing import Timing
-from ..indicators import numba_fused
 from ..parallel import compute_indicators_parallel, compute_indicators_with
+from ..pipeline import get_backend
 from .dask import read_parquet_dask, run_pipeline, write_parquet_by_symbol
 
 __all__ = ["ENGINES", "comparison_table", "engine_jobs"]
@@ -52,8 +52,9 @@ def engine_jobs(
     base = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="nepse-cmp-"))
     n_symbols = int(prices["symbol"].nunique())
     per_file = max(1, math.ceil(n_symbols / 8))
+    serial = get_backend("numba_parallel").single_thread()
     jobs: dict[str, Callable[[], pd.DataFrame]] = {
-        "single process": lambda: compute_indicators_with(prices, numba_fused.compute_serial)
+        "single process": lambda: compute_indicators_with(prices, serial)
     }
     if pool is not None:
         jobs["multiprocessing"] = lambda: compute_indicators_parallel(

@@ -41,8 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm import TqdmWarning
 
-from ..data import load_prices
-from ..indicators import numba_fused
+from ..data import prices_from
 from ..indicators.panel import Panel, panel_from_frame
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from ..parallel import (
@@ -238,14 +237,6 @@ class RayRun:
     batch_symbols: int
 
 
-def _prices(source: str | PathLike[str] | pd.DataFrame) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
-        return source
-    if isinstance(source, (str, PathLike)):
-        return load_prices(source)
-    raise TypeError(f"expected a path or a price DataFrame, got {type(source).__name__}")
-
-
 def run_ray(
     source: str | PathLike[str] | pd.DataFrame,
     *,
@@ -270,7 +261,7 @@ def run_ray(
     elif not callable(backend):
         raise ValueError(f"backend must be a backend name or a callable, got {backend!r}")
     p = IndicatorParams.from_kwargs(**params)
-    prices = _prices(source)
+    prices = prices_from(source)
     panel = panel_from_frame(prices)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     if batch_symbols is None:
@@ -383,7 +374,7 @@ def run_with_a_worker_killed(
             run_id = f"{os.getpid()}.{uuid.uuid4().hex}"
             (marks / f"{run_id}.start").touch()
             time.sleep(pause)
-            numba_fused.compute_serial(panel, params, out)
+            get_backend("numba_parallel").single_thread()(panel, params, out)
             (marks / f"{run_id}.done").touch()
 
         def running() -> list[str]:

@@ -68,7 +68,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from ..data import load_prices
+from ..data import prices_from
 from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from ..parallel import ComputeFn, compute_indicators_with, single_thread_compute
 from ..pipeline import get_backend
@@ -263,14 +263,6 @@ def spark_session(
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _prices(source: str | PathLike[str] | pd.DataFrame) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
-        return source
-    if isinstance(source, (str, PathLike)):
-        return load_prices(source)
-    raise TypeError(f"expected a path or a price DataFrame, got {type(source).__name__}")
 
 
 def _staging_dir(spark: SparkSession) -> Path:
@@ -479,7 +471,7 @@ def compute_indicators_spark(
     :func:`spark_session` of its own (JVM start included). A failing symbol raises
     ``pyspark.errors.PythonException`` whose message names it.
     """
-    prices = _prices(path_or_prices)
+    prices = prices_from(path_or_prices)
     session = spark or SparkSession.getActiveSession()
     if session is None:
         with spark_session() as own:

@@ -17,49 +17,21 @@ import math
 import numba
 import numpy as np
 
-from . import targets
+from . import steps, targets
 from .panel import Panel
 from .params import IndicatorParams
-from .steps import (
-    atr_init,
-    atr_lookback,
-    atr_step,
-    atr_update,
-    bbands_bands,
-    bbands_init,
-    bbands_lookback,
-    bbands_moments,
-    bbands_update,
-    ema_init,
-    ema_lookback,
-    ema_step,
-    ema_update,
-    macd_init,
-    macd_lookback,
-    macd_step,
-    macd_update,
-    rsi_averages,
-    rsi_init,
-    rsi_lookback,
-    rsi_update,
-    rsi_value,
-    sma_init,
-    sma_lookback,
-    sma_step,
-    sma_update,
-)
 
 
 def init_states(p):  # pragma: no cover - compiled
     """The six indicators' initial states for parameters ``p`` (``kernel_args`` order)."""
     sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, nbdev, atr_n = p
     return (
-        sma_init(sma_n),
-        ema_init(ema_n),
-        rsi_init(rsi_n),
-        macd_init(fast, slow, signal),
-        bbands_init(bb_n, nbdev),
-        atr_init(atr_n),
+        steps.sma_init(sma_n),
+        steps.ema_init(ema_n),
+        steps.rsi_init(rsi_n),
+        steps.macd_init(fast, slow, signal),
+        steps.bbands_init(bb_n, nbdev),
+        steps.atr_init(atr_n),
     )
 
 
@@ -67,12 +39,12 @@ def warm_bars(p):  # pragma: no cover - compiled
     """Bars after which every indicator is past its warm-up (longest lookback + 1)."""
     sma_n, ema_n, rsi_n, fast, slow, signal, bb_n, _, atr_n = p
     longest = max(
-        sma_lookback(sma_n),
-        ema_lookback(ema_n),
-        rsi_lookback(rsi_n),
-        macd_lookback(fast, slow, signal),
-        bbands_lookback(bb_n),
-        atr_lookback(atr_n),
+        steps.sma_lookback(sma_n),
+        steps.ema_lookback(ema_n),
+        steps.rsi_lookback(rsi_n),
+        steps.macd_lookback(fast, slow, signal),
+        steps.bbands_lookback(bb_n),
+        steps.atr_lookback(atr_n),
     )
     return longest + 1
 
@@ -88,12 +60,12 @@ def update_bars(states, close, high, low, out, first, j0, j1, stride):  # pragma
     i = first + j0 * stride
     for j in range(j0, j1):
         x = close[i]
-        sma, out[0, i] = sma_update(sma, j, close, i, stride)
-        ema, out[1, i] = ema_update(ema, j, x)
-        rsi, out[2, i] = rsi_update(rsi, j, x)
-        macd, out[3, i], out[4, i], out[5, i] = macd_update(macd, j, x)
-        bb, out[6, i], out[7, i], out[8, i] = bbands_update(bb, j, close, i, stride)
-        atr, out[9, i] = atr_update(atr, j, high[i], low[i], x)
+        sma, out[0, i] = steps.sma_update(sma, j, close, i, stride)
+        ema, out[1, i] = steps.ema_update(ema, j, x)
+        rsi, out[2, i] = steps.rsi_update(rsi, j, x)
+        macd, out[3, i], out[4, i], out[5, i] = steps.macd_update(macd, j, x)
+        bb, out[6, i], out[7, i], out[8, i] = steps.bbands_update(bb, j, close, i, stride)
+        atr, out[9, i] = steps.atr_update(atr, j, high[i], low[i], x)
         i += stride
     return sma, ema, rsi, macd, bb, atr
 
@@ -127,15 +99,15 @@ def fused_symbol_py(close, high, low, p, out, first, count):  # pragma: no cover
     o5, o6, o7, o8, o9 = out[5, a:e], out[6, a:e], out[7, a:e], out[8, a:e], out[9, a:e]
     for k in range(e - a):
         x = c[k]
-        sma, o0[k] = sma_step(sma, x, c_sma[k])
-        ema, o1[k] = ema_step(ema, x)
-        rsi, o2[k], o8[k] = rsi_averages(rsi, x)  # loss in row 8 until the second loop
-        macd, o3[k], o4[k], o5[k] = macd_step(macd, x)
-        bb, o7[k], o6[k] = bbands_moments(bb, x, c_old[k], c_bb[k])  # variance in row 6
-        atr, o9[k] = atr_step(atr, h[k], lo[k], x)
+        sma, o0[k] = steps.sma_step(sma, x, c_sma[k])
+        ema, o1[k] = steps.ema_step(ema, x)
+        rsi, o2[k], o8[k] = steps.rsi_averages(rsi, x)  # loss in row 8 until the second loop
+        macd, o3[k], o4[k], o5[k] = steps.macd_step(macd, x)
+        bb, o7[k], o6[k] = steps.bbands_moments(bb, x, c_old[k], c_bb[k])  # variance in row 6
+        atr, o9[k] = steps.atr_step(atr, h[k], lo[k], x)
     for k in range(e - a):  # vectorised: 4 (AVX2) or 8 (AVX-512) divisions and sqrts at once
-        o2[k] = rsi_value(o2[k], o8[k])
-        o6[k], o7[k], o8[k] = bbands_bands(o7[k], o6[k], nbdev)
+        o2[k] = steps.rsi_value(o2[k], o8[k])
+        o6[k], o7[k], o8[k] = steps.bbands_bands(o7[k], o6[k], nbdev)
 
 
 #: The drivers, plain Python; compiled below for the CPU and by ``gpu_kernel`` for CUDA.

@@ -12,64 +12,51 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import steps
 from .panel import Panel
 from .params import IndicatorParams
-from .steps import (
-    atr_init,
-    atr_update,
-    bbands_init,
-    bbands_update,
-    ema_init,
-    ema_update,
-    macd_init,
-    macd_update,
-    rsi_init,
-    rsi_update,
-    sma_init,
-    sma_update,
-)
 
 
 def sma_into(x, n, out):
     """Simple moving average of ``n`` bars (running total; lookback ``n - 1``)."""
-    s = sma_init(n)
+    s = steps.sma_init(n)
     for j in range(len(x)):
-        s, out[j] = sma_update(s, j, x, j, 1)
+        s, out[j] = steps.sma_update(s, j, x, j, 1)
 
 
 def ema_into(x, n, out):
     """EMA with alpha = 2/(n+1), seeded at bar n-1 with the mean of the first n values."""
-    s = ema_init(n)
+    s = steps.ema_init(n)
     for j in range(len(x)):
-        s, out[j] = ema_update(s, j, x[j])
+        s, out[j] = steps.ema_update(s, j, x[j])
 
 
 def rsi_into(x, n, out):
     """Wilder's RSI (lookback ``n``); 0 where a window has no movement at all."""
-    s = rsi_init(n)
+    s = steps.rsi_init(n)
     for j in range(len(x)):
-        s, out[j] = rsi_update(s, j, x[j])
+        s, out[j] = steps.rsi_update(s, j, x[j])
 
 
 def macd_into(x, fast, slow, signal, out_macd, out_signal, out_hist):
     """MACD line, signal line and histogram, TA-Lib's seeding (lookback slow + signal - 2)."""
-    s = macd_init(fast, slow, signal)
+    s = steps.macd_init(fast, slow, signal)
     for j in range(len(x)):
-        s, out_macd[j], out_signal[j], out_hist[j] = macd_update(s, j, x[j])
+        s, out_macd[j], out_signal[j], out_hist[j] = steps.macd_update(s, j, x[j])
 
 
 def bbands_into(x, n, nbdev, out_upper, out_middle, out_lower):
     """Bollinger Bands: SMA(n) middle +/- nbdev population standard deviations."""
-    s = bbands_init(n, nbdev)
+    s = steps.bbands_init(n, nbdev)
     for j in range(len(x)):
-        s, out_upper[j], out_middle[j], out_lower[j] = bbands_update(s, j, x, j, 1)
+        s, out_upper[j], out_middle[j], out_lower[j] = steps.bbands_update(s, j, x, j, 1)
 
 
 def atr_into(high, low, close, n, out):
     """Average true range (Wilder, lookback ``n``)."""
-    s = atr_init(n)
+    s = steps.atr_init(n)
     for j in range(len(close)):
-        s, out[j] = atr_update(s, j, high[j], low[j], close[j])
+        s, out[j] = steps.atr_update(s, j, high[j], low[j], close[j])
 
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:

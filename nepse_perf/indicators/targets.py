@@ -42,10 +42,19 @@ def _rebind(func: Callable, namespace: dict[str, Any]) -> types.FunctionType:
     return rebound
 
 
-def _compiled_steps(jit: Callable[[Callable], Any]) -> dict[str, Any]:
+def _compiled_steps(jit: Callable[[Callable], Any], target: str) -> dict[str, Any]:
+    """``steps``' namespace with every step function compiled by ``jit``.
+
+    Under the key ``"steps"`` it also holds a module object whose attributes are the
+    compiled functions: drivers call ``steps.rsi_update(...)``, and a driver compiled for
+    this target finds this module where the plain one finds :mod:`steps`.
+    """
     namespace = dict(vars(steps))
+    module = types.ModuleType(f"{steps.__name__}[{target}]")
     for name in STEP_NAMES:
         namespace[name] = jit(_rebind(getattr(steps, name), namespace))
+        setattr(module, name, namespace[name])
+    namespace["steps"] = module
     return namespace
 
 
@@ -57,7 +66,9 @@ def cpu_steps() -> dict[str, Any]:
     """``steps``' namespace with every step function compiled by ``numba.njit(cache=True)``."""
     global _CPU
     if _CPU is None:
-        _CPU = _compiled_steps(lambda f: numba.njit(cache=True, nogil=True, inline="always")(f))
+        _CPU = _compiled_steps(
+            lambda f: numba.njit(cache=True, nogil=True, inline="always")(f), "cpu"
+        )
     return _CPU
 
 
@@ -67,7 +78,7 @@ def cuda_steps() -> dict[str, Any]:
     if _CUDA is None:
         from numba import cuda
 
-        _CUDA = _compiled_steps(lambda f: cuda.jit(device=True)(f))
+        _CUDA = _compiled_steps(lambda f: cuda.jit(device=True)(f), "cuda")
     return _CUDA
 
 
@@ -81,7 +92,7 @@ def _compile_group(
     """
     module_globals = next(iter(funcs.values())).__globals__
     namespace = dict(module_globals)
-    namespace.update({name: steps_ns[name] for name in STEP_NAMES})
+    namespace.update({name: steps_ns[name] for name in (*STEP_NAMES, "steps")})
     compiled = {}
     for name, func in funcs.items():
         compiled[name] = namespace[name] = jit(_rebind(func, namespace), name)

@@ -129,6 +129,31 @@ def _native_fn(model: TrainedModel, block: np.ndarray, threads: int) -> Callable
     return lambda: est.predict_proba(block)
 
 
+def _timing_row(
+    labels: dict[str, Any],
+    t: Timing,
+    *,
+    time_key: str = "median_s",
+    rate: tuple[str, float] | None = None,
+) -> dict[str, Any]:
+    """A result row: ``labels``, the median (as ``time_key``) and quartiles in seconds.
+
+    ``rate=(name, count)`` adds ``name``: ``count`` per second of the median.
+    """
+    q1, q3 = t.quartiles
+    row = {**labels, time_key: t.median, "q1_s": q1, "q3_s": q3}
+    if rate is not None:
+        name, count = rate
+        row[name] = count / t.median
+    return row
+
+
+def _curve_row(kind: str, engine: str, threads: int, batch: int, t: Timing) -> dict[str, Any]:
+    """One row of :func:`batch_curve`: seconds per call of ``batch`` rows and rows/s."""
+    labels = {"kind": kind, "engine": engine, "threads": threads, "batch": batch}
+    return _timing_row(labels, t, rate=("rows_per_s", batch))
+
+
 def batch_curve(
     models: Sequence[TrainedModel],
     X: np.ndarray,
@@ -165,19 +190,7 @@ def batch_curve(
                         with native_threads(n_threads):
                             fn = _native_fn(model, block, n_threads)
                             t = per_call(fn, repeat=repeat, target_s=target_s)
-                    q1, q3 = t.quartiles
-                    rows.append(
-                        {
-                            "kind": model.kind,
-                            "engine": engine,
-                            "threads": n_threads,
-                            "batch": b,
-                            "median_s": t.median,
-                            "q1_s": q1,
-                            "q3_s": q3,
-                            "rows_per_s": b / t.median,
-                        }
-                    )
+                    rows.append(_curve_row(model.kind, engine, n_threads, b, t))
     return pd.DataFrame(rows)
 
 
@@ -338,8 +351,7 @@ def training_times(
                     repeat=repeat,
                     warmup=1,
                 )
-            q1, q3 = t.quartiles
-            out.append({"kind": kind, "threads": n, "median_s": t.median, "q1_s": q1, "q3_s": q3})
+            out.append(_timing_row({"kind": kind, "threads": n}, t))
     return pd.DataFrame(out)
 
 
@@ -389,16 +401,7 @@ def dataloader_bench(
     out = []
     for name, fn in methods.items():
         t = measure(fn, repeat=repeat, warmup=1)
-        q1, q3 = t.quartiles
-        out.append(
-            {
-                "method": name,
-                "epoch_s": t.median,
-                "q1_s": q1,
-                "q3_s": q3,
-                "samples_per_s": n / t.median,
-            }
-        )
+        out.append(_timing_row({"method": name}, t, time_key="epoch_s", rate=("samples_per_s", n)))
     return pd.DataFrame(out)
 
 
@@ -467,19 +470,7 @@ def run_bench_model(
             for b in batch_sizes:
                 feed = {ONNX_INPUT: tile_rows(X, b).astype(dtype)}
                 t = per_call(lambda s=session, f=feed: s.run(None, f), repeat=repeat)
-                q1, q3 = t.quartiles
-                rows.append(
-                    {
-                        "kind": model.kind,
-                        "engine": "onnx",
-                        "threads": n_threads,
-                        "batch": b,
-                        "median_s": t.median,
-                        "q1_s": q1,
-                        "q3_s": q3,
-                        "rows_per_s": b / t.median,
-                    }
-                )
+                rows.append(_curve_row(model.kind, "onnx", n_threads, b, t))
         curve = pd.DataFrame(rows)
         hardware = hardware_report(model)
     else:

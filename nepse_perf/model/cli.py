@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,11 +14,13 @@ __all__ = ["add_parsers"]
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``bench-model`` with the ``nepse-perf`` parser."""
-    from ..cli import _int_list, _positive_int
+    from ..cli import _int_list, _positive_int, add_command
     from .train import KINDS
 
-    t = sub.add_parser(
+    t = add_command(
+        sub,
         "train",
+        _cmd_train,
         help="build the data set, walk-forward evaluate a model, save it as ONNX + JSON",
         description="Build the data set from INPUT (default: the shipped sample), evaluate the "
         "model on expanding walk-forward splits beside the baselines, fit it on every row and "
@@ -32,10 +33,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--n-splits", type=_positive_int, default=5, metavar="K", help="walk-forward")
     t.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     t.add_argument("--float32", action="store_true", help="trees: save a float32 ONNX graph")
-    t.set_defaults(func=_cmd_train)
 
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "bench-model",
+        _cmd_bench_model,
         help="batch inference speed against batch size, native vs ONNX Runtime, 1 vs all cores",
         description="Train each model kind on the sample (or load --model), then time "
         "predictions per second and latency per call for every batch size, engine and thread "
@@ -54,7 +56,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--repeat", type=_positive_int, default=5, metavar="N", help="timed repeats")
     b.add_argument("--out", type=Path, default=Path("bench-results/model"), metavar="DIR")
-    b.set_defaults(func=_cmd_bench_model)
 
 
 def _load_prices(path: Path | None) -> pd.DataFrame:
@@ -67,22 +68,19 @@ def _load_prices(path: Path | None) -> pd.DataFrame:
 def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cli import UsageError
+    from ..cli import report_error, usage_errors
     from .dataset import make_dataset
     from .io import save
     from .train import metrics_table, train
 
     prices = _load_prices(args.prices)
-    try:
+    with usage_errors():
         ds = make_dataset(prices, horizon=args.horizon)
         model = train(ds, kind=args.kind, seed=args.seed, n_splits=args.n_splits)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     try:
         save(model, args.out, dtype=np.float32 if args.float32 else None)
     except OSError as exc:
-        print(f"nepse-perf train: error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 1
+        return report_error("train", f"cannot write {args.out}: {exc}")
     print(
         f"{model.kind} {model.version}: {len(ds):,} rows ({ds.dropped['warmup']:,} warm-up and "
         f"{ds.dropped['no_target']:,} without a target dropped), {model.train_start} .. "
@@ -94,11 +92,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_model(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..cli import usage_errors
     from .bench import run_bench_model
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    try:
+    with usage_errors():
         return run_bench_model(
             kinds=kinds,
             model_dir=args.model,
@@ -106,5 +104,3 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             out=args.out,
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None

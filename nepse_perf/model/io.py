@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "link_function",
     "load",
     "make_session",
+    "onnx_block_predictor",
     "predict_proba",
     "save",
     "to_onnx",
@@ -242,6 +244,26 @@ def load(
     )
 
 
+def onnx_block_predictor(model: TrainedModel) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of a block of feature rows: one call of the model's ONNX Runtime session.
+
+    The block is cast to the graph's input dtype (``model.onnx_dtype``), the session returns
+    the raw score and the link (:func:`link_function`, e.g. SciPy's ``expit``) turns it into
+    the probability in float64 outside ONNX Runtime, so a row's result does not depend on the
+    block it comes in. Needs ``model.session`` (a loaded model has it). Returns float64 of
+    shape (rows,); the engine ``"onnx"`` of :func:`predict_proba` and the service use it.
+    """
+    dtype = np.float32 if model.onnx_dtype == "float32" else np.float64
+    session = model.session
+    link = link_function(model.kind)
+
+    def predict(block: np.ndarray) -> np.ndarray:
+        out = session.run([ONNX_SCORE], {ONNX_INPUT: block.astype(dtype, copy=False)})[0]
+        return link(out.reshape(-1).astype(np.float64))
+
+    return predict
+
+
 def predict_proba(
     model: TrainedModel,
     X: pd.DataFrame | np.ndarray,
@@ -276,14 +298,7 @@ def predict_proba(
         if model.session is None:
             model.session = make_session(to_onnx(model))
             model.onnx_dtype = _input_dtype(model.session)
-        dtype = np.float32 if model.onnx_dtype == "float32" else np.float64
-        session = model.session
-
-        link = link_function(model.kind)
-
-        def run(block: np.ndarray) -> np.ndarray:
-            out = session.run([ONNX_SCORE], {ONNX_INPUT: block.astype(dtype, copy=False)})[0]
-            return link(out.reshape(-1).astype(np.float64))
+        run = onnx_block_predictor(model)
 
     if batch_size is None or batch_size >= len(arr):
         return np.asarray(run(arr), dtype=np.float64)

@@ -211,14 +211,24 @@ class SymbolFeatures:
         return out
 
 
+def _payload_list(payload: Any, key: str, example: str, items: str, limit: int) -> list:
+    """``payload[key]``: a non-empty list of at most ``limit`` entries, else BadRequest 400/413.
+
+    ``example`` shows the expected value in the message for a body without ``key`` and
+    ``items`` names what the list holds; the entries themselves are the caller's to check.
+    """
+    if not isinstance(payload, dict) or key not in payload:
+        raise BadRequest(400, f'body must be a JSON object {{"{key}": {example}}}')
+    values = payload[key]
+    if not isinstance(values, list) or not values:
+        raise BadRequest(400, f"{key} must be a non-empty list of {items}")
+    if len(values) > limit:
+        raise BadRequest(413, f"too many {key}: {len(values)} (limit {limit} per request)")
+    return values
+
+
 def _parse_rows(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
-    if not isinstance(payload, dict) or "rows" not in payload:
-        raise BadRequest(400, 'body must be a JSON object {"rows": [[...], ...]}')
-    rows = payload["rows"]
-    if not isinstance(rows, list) or not rows:
-        raise BadRequest(400, "rows must be a non-empty list of rows")
-    if len(rows) > max_rows:
-        raise BadRequest(413, f"too many rows: {len(rows)} (limit {max_rows} per request)")
+    rows = _payload_list(payload, "rows", "[[...], ...]", "rows", max_rows)
     for i, row in enumerate(rows):
         if not isinstance(row, list):
             raise BadRequest(400, f"rows[{i}] must be a list of {n_features} numbers")
@@ -242,13 +252,7 @@ def _parse_rows(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
 
 
 def _parse_symbols(payload: Any, max_symbols: int) -> list[str]:
-    if not isinstance(payload, dict) or "symbols" not in payload:
-        raise BadRequest(400, 'body must be a JSON object {"symbols": ["NABIL", ...]}')
-    symbols = payload["symbols"]
-    if not isinstance(symbols, list) or not symbols:
-        raise BadRequest(400, "symbols must be a non-empty list of strings")
-    if len(symbols) > max_symbols:
-        raise BadRequest(413, f"too many symbols: {len(symbols)} (limit {max_symbols} per request)")
+    symbols = _payload_list(payload, "symbols", '["NABIL", ...]', "strings", max_symbols)
     for i, s in enumerate(symbols):
         if not isinstance(s, str) or not s.strip():
             raise BadRequest(400, f"symbols[{i}] is {s!r}, expected a symbol such as 'NABIL'")
@@ -383,18 +387,9 @@ def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     the trees and sums in another order: equal to about 1e-16, not bitwise; notebook 10
     counts it). Returns float64 of shape (rows,).
     """
-    from ..model.io import link_function
-    from ..model.onnx_export import ONNX_INPUT, ONNX_SCORE
+    from ..model.io import onnx_block_predictor
 
-    dtype = np.float32 if model.onnx_dtype == "float32" else np.float64
-    session = model.session
-    link = link_function(model.kind)
-
-    def predict(block: np.ndarray) -> np.ndarray:
-        out = session.run([ONNX_SCORE], {ONNX_INPUT: block.astype(dtype, copy=False)})[0]
-        return link(out.reshape(-1).astype(np.float64))
-
-    return predict
+    return onnx_block_predictor(model)
 
 
 def create_app(config: ServeConfig) -> Any:

@@ -15,10 +15,12 @@ __all__ = ["add_parsers"]
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``serve`` and ``loadtest`` with the ``nepse-perf`` parser."""
-    from ..cli import _positive_float, _positive_int
+    from ..cli import _positive_float, _positive_int, add_command
 
-    s = sub.add_parser(
+    s = add_command(
+        sub,
         "serve",
+        _cmd_serve,
         help="serve a saved model over HTTP (FastAPI + uvicorn, micro-batching)",
         description="Serve the model in --model with FastAPI under uvicorn: /healthz, /readyz, "
         "/v1/model, /v1/predict, /v1/predict/features, /metrics. Each of --workers processes "
@@ -50,10 +52,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds to finish in-flight requests after SIGTERM (default 30)",
     )
-    s.set_defaults(func=_cmd_serve)
 
-    lt = sub.add_parser(
+    lt = add_command(
+        sub,
         "loadtest",
+        _cmd_loadtest,
         help="open-loop load test of a local service: offered vs achieved rate, p50-p99",
         description="Schedule POST requests at a fixed --rate for --duration seconds (open "
         "loop: latency from each scheduled send time, so a stalled server cannot hide its "
@@ -71,17 +74,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lt.add_argument("--connections", type=_positive_int, default=64, metavar="C")
     lt.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S")
     lt.add_argument("--out", type=Path, metavar="FILE.json", help="write the result as JSON")
-    lt.set_defaults(func=_cmd_loadtest)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..cli import UsageError, usage_errors
     from ..model import ModelFileError, load
     from .app import ServeConfig
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be within 0-65535, got {args.port}")
-    try:
+    with usage_errors(ModelFileError, ValueError):
         config = ServeConfig(
             model_dir=str(args.model.resolve()),
             prices=str(args.prices.resolve()) if args.prices else None,
@@ -94,8 +96,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
         )
         load(config.model_dir, threads=1)  # fail here, once, not in every worker
-    except (ModelFileError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
     if args.prices is not None and not args.prices.exists():
         raise UsageError(f"--prices {args.prices}: no such file or directory")
     try:
@@ -127,10 +127,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..cli import report_error, usage_errors
     from .loadtest import format_result, run_loadtest
 
-    try:
+    with usage_errors():
         result = run_loadtest(
             args.url,
             rate=args.rate,
@@ -139,16 +139,13 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
             connections=args.connections,
             timeout=args.timeout,
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     print(format_result(result))
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         except OSError as exc:
-            print(f"nepse-perf loadtest: error: cannot write {args.out}: {exc}", file=sys.stderr)
-            return 1
+            return report_error("loadtest", f"cannot write {args.out}: {exc}")
     if result.completed_ok == 0:
         print("nepse-perf loadtest: no request succeeded", file=sys.stderr)
         return 1
