@@ -1,8 +1,10 @@
 """``nepse-perf bench-all``: the instructors' record of one machine (``make bench-all``).
 
-Runs ``nepse-perf bench`` at every synthetic size (small, medium, large) and ``nepse-perf
-sweep`` (median seconds per call against the number of symbols), writing everything under
-``results/<machine>/``: one folder per size (``bench.md``, ``.csv``, ``.png``, ``.json``),
+Runs ``nepse-perf bench`` at every synthetic size (small, medium, large; medium with
+``--scaling``, the fused kernel against rows and threads) and ``nepse-perf sweep`` (median
+seconds per call against the number of symbols), writing everything under
+``results/<machine>/``: one folder per size (``bench.md``, ``.csv``, ``.png``, ``.json``;
+``scaling.*`` beside medium's),
 ``sweep/`` and ``index.json`` (when, how long, the machine's details and load average, what
 ran). The site (``make site``) shows the newest such folder on its landing page.
 """
@@ -66,7 +68,11 @@ def run_bench_all(
     steps: list[dict[str, Any]] = []
     quiet_flag = ["--quiet"] if quiet else []
     commands = [
-        (size, ["bench", "--size", size, "--repeat", str(repeat), "--out", str(folder / size)])
+        (
+            size,
+            ["bench", "--size", size, "--repeat", str(repeat), "--out", str(folder / size)]
+            + (["--scaling"] if size == "medium" else []),
+        )
         for size in sizes
     ]
     if sweep_symbols is None or len(sweep_symbols) > 0:

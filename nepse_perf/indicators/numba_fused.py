@@ -110,26 +110,6 @@ def fused_symbol_py(close, high, low, p, out, first, count):  # pragma: no cover
         o6[k], o7[k], o8[k] = steps.bbands_bands(o7[k], o6[k], nbdev)
 
 
-#: The drivers, plain Python; compiled below for the CPU and by ``gpu_kernel`` for CUDA.
-DRIVERS = {
-    "init_states": init_states,
-    "warm_bars": warm_bars,
-    "update_bars": update_bars,
-    "fused_symbol": fused_symbol_py,
-}
-_cpu = targets.njit(
-    DRIVERS,
-    {
-        "init_states": {"inline": "always"},
-        "warm_bars": {"inline": "always"},
-        "update_bars": {"nogil": True},
-        "fused_symbol": {"nogil": True, "error_model": "numpy"},
-    },
-)
-fused_symbol = _cpu["fused_symbol"]
-
-
-@numba.njit(cache=True, nogil=True)
 def panel_symbol(close, high, low, offsets, starts, s, p, out):  # pragma: no cover - compiled
     """Symbol ``s`` of a panel: NaN for its leading incomplete rows, then the fused pass."""
     v = starts[s]
@@ -139,18 +119,43 @@ def panel_symbol(close, high, low, offsets, starts, s, p, out):  # pragma: no co
     fused_symbol(close, high, low, p, out, v, offsets[s + 1] - v)
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
 def fused_panel(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
     """Fused pass over every symbol, symbols spread over threads with ``prange``."""
     for s in numba.prange(offsets.shape[0] - 1):
         panel_symbol(close, high, low, offsets, starts, s, p, out)
 
 
-@numba.njit(cache=True, nogil=True)
 def fused_panel_serial(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
     """The same fused pass on one thread (for thread pools that release the GIL)."""
     for s in range(offsets.shape[0] - 1):
         panel_symbol(close, high, low, offsets, starts, s, p, out)
+
+
+#: The drivers, plain Python; compiled below for the CPU, and by ``gpu_kernel`` for CUDA.
+DRIVERS = {
+    "init_states": init_states,
+    "warm_bars": warm_bars,
+    "update_bars": update_bars,
+    "fused_symbol": fused_symbol_py,
+    "panel_symbol": panel_symbol,
+    "fused_panel": fused_panel,
+    "fused_panel_serial": fused_panel_serial,
+}
+_cpu = targets.njit(
+    DRIVERS,
+    {
+        "init_states": {"inline": "always"},
+        "warm_bars": {"inline": "always"},
+        "update_bars": {"nogil": True},
+        "fused_symbol": {"nogil": True, "error_model": "numpy"},
+        "panel_symbol": {"nogil": True},
+        "fused_panel": {"nogil": True, "parallel": True},
+        "fused_panel_serial": {"nogil": True},
+    },
+)
+fused_symbol = _cpu["fused_symbol"]
+fused_panel = _cpu["fused_panel"]
+fused_panel_serial = _cpu["fused_panel_serial"]
 
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:

@@ -11,25 +11,15 @@ separately.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import python_loops, targets
 from .panel import Panel
 from .params import IndicatorParams
-
-_kernels = targets.njit(
-    {
-        name: getattr(python_loops, f"{name}_into")
-        for name in ("sma", "ema", "rsi", "macd", "bbands", "atr")
-    }
-)
-sma, ema, rsi, macd = _kernels["sma"], _kernels["ema"], _kernels["rsi"], _kernels["macd"]
-bbands, atr = _kernels["bbands"], _kernels["atr"]
+from .python_loops import atr_into, bbands_into, ema_into, macd_into, rsi_into, sma_into
 
 
-@numba.njit(cache=True)
-def compute_panel(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
+def compute_panel_py(close, high, low, offsets, starts, p, out):  # pragma: no cover - compiled
     """Run the six kernels on every symbol's slice; leading-NaN rows are set to NaN.
 
     ``p`` is :meth:`IndicatorParams.kernel_args` (a tuple, so the signature is written once).
@@ -41,12 +31,24 @@ def compute_panel(close, high, low, offsets, starts, p, out):  # pragma: no cove
         b = offsets[s + 1]
         out[:, a:v] = np.nan
         c = close[v:b]
-        sma(c, sma_n, out[0, v:b])
-        ema(c, ema_n, out[1, v:b])
-        rsi(c, rsi_n, out[2, v:b])
-        macd(c, fast, slow, signal, out[3, v:b], out[4, v:b], out[5, v:b])
-        bbands(c, bb_n, nbdev, out[6, v:b], out[7, v:b], out[8, v:b])
-        atr(high[v:b], low[v:b], c, atr_n, out[9, v:b])
+        sma_into(c, sma_n, out[0, v:b])
+        ema_into(c, ema_n, out[1, v:b])
+        rsi_into(c, rsi_n, out[2, v:b])
+        macd_into(c, fast, slow, signal, out[3, v:b], out[4, v:b], out[5, v:b])
+        bbands_into(c, bb_n, nbdev, out[6, v:b], out[7, v:b], out[8, v:b])
+        atr_into(high[v:b], low[v:b], c, atr_n, out[9, v:b])
+
+
+_KERNELS = ("sma", "ema", "rsi", "macd", "bbands", "atr")
+_compiled = targets.njit(
+    {
+        **{f"{name}_into": getattr(python_loops, f"{name}_into") for name in _KERNELS},
+        "compute_panel": compute_panel_py,
+    }
+)
+sma, ema, rsi = _compiled["sma_into"], _compiled["ema_into"], _compiled["rsi_into"]
+macd, bbands, atr = _compiled["macd_into"], _compiled["bbands_into"], _compiled["atr_into"]
+compute_panel = _compiled["compute_panel"]
 
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:

@@ -63,13 +63,35 @@ class Panel:
         ]
 
 
+_NAT = np.iinfo(np.int64).min
+
+
+@numba.njit(cache=True, parallel=True)
+def _quick_checks(dates, close, high, low):  # pragma: no cover - compiled
+    """``(any NaT date, every close/high/low finite)``, blocks of rows checked in parallel."""
+    n = close.shape[0]
+    n_blocks = 64
+    nat = np.zeros(n_blocks, dtype=np.bool_)
+    finite = np.ones(n_blocks, dtype=np.bool_)
+    for b in numba.prange(n_blocks):
+        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
+            if dates[i] == _NAT:
+                nat[b] = True
+            if finite[b] and not (
+                np.isfinite(close[i]) and np.isfinite(high[i]) and np.isfinite(low[i])
+            ):
+                finite[b] = False
+    return nat.any(), finite.all()
+
+
 @numba.njit(cache=True)
-def _scan(codes, dates, close, high, low):  # pragma: no cover - compiled
+def _scan(codes, dates, close, high, low, check_finite):  # pragma: no cover - compiled
     """One pass: group boundaries, sortedness, first-valid rows and the first bad row.
 
     Returns ``(status, bad_row, offsets, starts)``; status 0 = fine, 1 = not sorted by
     symbol/date (caller sorts and rescans), 2 = the same date twice within a symbol,
-    3 = NaN after a symbol's first valid row.
+    3 = NaN after a symbol's first valid row. ``check_finite=False`` (the caller knows every
+    price is finite) skips reading the prices: each symbol starts at its first row.
     """
     n = codes.shape[0]
     bounds = np.empty(n + 1, dtype=np.int64)
@@ -89,7 +111,9 @@ def _scan(codes, dates, close, high, low):  # pragma: no cover - compiled
             return 1, i, bounds[:1], bounds[:1]
     bounds[n_groups] = n
     offsets = bounds[: n_groups + 1].copy()
-    starts = np.empty(n_groups, dtype=np.int64)
+    starts = offsets[:-1].copy()
+    if not check_finite:
+        return 0, -1, offsets, starts
     for g in range(n_groups):
         a = offsets[g]
         b = offsets[g + 1]
@@ -142,22 +166,26 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
     date = prices["date"]
     if not pd.api.types.is_datetime64_any_dtype(date.dtype):
         raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
-    if date.isna().any():
-        row = int(np.flatnonzero(date.isna().to_numpy())[0])
-        raise ValueError(f"prices has a missing date at row {prices.index[row]!r}")
     dates = date.to_numpy().view(np.int64)
     close = _float_column(prices, "close")
     high = _float_column(prices, "high")
     low = _float_column(prices, "low")
-    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    # The category codes as they are (int8/int16 for a few thousand symbols): a quarter of
+    # the bytes of int64 for the scan to read.
+    codes = np.ascontiguousarray(codes)
+    has_nat, all_finite = _quick_checks(dates, close, high, low)
+    if has_nat:
+        row = int(np.flatnonzero(dates == _NAT)[0])
+        raise ValueError(f"prices has a missing date at row {prices.index[row]!r}")
+    check_finite = not all_finite
 
     order = None
-    status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+    status, bad, offsets, starts = _scan(codes, dates, close, high, low, check_finite)
     if status == 1:
         order = np.lexsort((dates, codes))
         codes, dates = codes[order], dates[order]
         close, high, low = close[order], high[order], low[order]
-        status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+        status, bad, offsets, starts = _scan(codes, dates, close, high, low, check_finite)
     if status == 2:
         raise ValueError(
             f"symbol {names[codes[bad]]!r} has the date "
@@ -199,7 +227,7 @@ def panel_from_arrays(
         raise ValueError("offsets must start at 0, end at len(close) and strictly increase")
     codes = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
     dates = np.arange(close.shape[0], dtype=np.int64)
-    status, bad, offsets, starts = _scan(codes, dates, close, high, low)
+    status, bad, offsets, starts = _scan(codes, dates, close, high, low, True)
     if status == 3:
         raise ValueError(f"NaN price at flat row {bad} after its symbol's first complete row")
     names = tuple(f"S{s:04d}" for s in range(offsets.shape[0] - 1))

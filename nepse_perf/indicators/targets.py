@@ -8,15 +8,20 @@ which the step names point at that target's compiled versions (``numba.njit`` fu
 for the CPU, ``numba.cuda.jit(device=True)`` functions for the GPU), then compiled. So one
 source, never a copy, serves every target.
 
-Numba's on-disk cache (``cache=True``) checks only the file of the function it compiles:
-after editing ``steps.py``, delete the ``__pycache__`` folders (``make clean``) or the
-drivers keep the step functions they were compiled with.
+Numba's on-disk cache (``cache=True``) decides whether a cached function is stale from the
+file that defines it, and nothing else, while a compiled driver carries the machine code of
+every step function it calls. So every function compiled here for the CPU is named after a
+digest of all the kernel sources (:data:`SOURCE_DIGEST`): edit ``steps.py`` (or any driver
+module) and the cache files of the old name are simply never read again; new ones are
+compiled. ``make clean`` deletes the stale files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -31,12 +36,39 @@ STEP_NAMES: tuple[str, ...] = tuple(
 )
 
 
+#: The sources whose code ends up inside the compiled drivers (paths from the package root).
+KERNEL_SOURCES: tuple[str, ...] = (
+    "indicators/steps.py",
+    "indicators/targets.py",
+    "indicators/python_loops.py",
+    "indicators/numba_kernels.py",
+    "indicators/numba_fused.py",
+    "streaming.py",
+)
+
+
+def _source_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.blake2b(digest_size=6)
+    for name in KERNEL_SOURCES:
+        h.update((root / name).read_bytes())
+    return h.hexdigest()
+
+
+#: 12 hex digits of BLAKE2b over :data:`KERNEL_SOURCES`; part of every compiled driver's name.
+SOURCE_DIGEST: str = _source_digest()
+
+
 def _rebind(func: Callable, namespace: dict[str, Any]) -> types.FunctionType:
-    """``func`` with the same code but ``namespace`` as its globals."""
+    """``func`` with the same code but ``namespace`` as its globals, named for the sources.
+
+    The ``__qualname__`` gets ``_k<digest>`` appended: Numba names its cache files after it,
+    so a kernel compiled from other sources never loads this one's cache, or vice versa.
+    """
     rebound = types.FunctionType(
         func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__
     )
-    rebound.__qualname__ = func.__qualname__
+    rebound.__qualname__ = f"{func.__qualname__}_k{SOURCE_DIGEST}"
     rebound.__doc__ = func.__doc__
     rebound.__module__ = func.__module__
     return rebound
@@ -85,13 +117,14 @@ def cuda_steps() -> dict[str, Any]:
 def _compile_group(
     funcs: dict[str, Callable], steps_ns: dict[str, Any], jit: Callable[[Callable, str], Any]
 ) -> dict[str, Any]:
-    """Rebind ``funcs`` (all from one module) to one namespace, then compile each with ``jit``.
+    """Rebind ``funcs`` to one namespace, then compile each with ``jit``.
 
     In that namespace the step names and the names in ``funcs`` point at the compiled
     versions, so drivers may call the step functions and each other.
     """
-    module_globals = next(iter(funcs.values())).__globals__
-    namespace = dict(module_globals)
+    namespace: dict[str, Any] = {}
+    for func in funcs.values():  # the globals of every module the functions come from
+        namespace.update(func.__globals__)
     namespace.update({name: steps_ns[name] for name in (*STEP_NAMES, "steps")})
     compiled = {}
     for name, func in funcs.items():
