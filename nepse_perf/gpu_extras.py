@@ -22,6 +22,7 @@ import pandas as pd
 
 from .indicators.numpy_vectorised import to_time_major
 from .indicators.panel import Panel, panel_from_frame
+from .pipeline import to_frame_order
 
 __all__ = [
     "INSTALL_HINT",
@@ -66,11 +67,7 @@ def _check_window(window: int) -> None:
 
 def _to_frame_order(panel: Panel, flat: np.ndarray, index: pd.Index, name: str) -> pd.Series:
     """A per-row array in panel (sorted) order as a Series in the frame's original order."""
-    if panel.order is not None:
-        unsorted = np.empty_like(flat)
-        unsorted[panel.order] = flat
-        flat = unsorted
-    return pd.Series(flat, index=index, name=name)
+    return pd.Series(to_frame_order(flat, panel), index=index, name=name)
 
 
 def rolling_mean_time_major(grid: Any, window: int, xp: ModuleType = np) -> Any:

@@ -421,13 +421,14 @@ from nepse_perf import compute_indicators, load_prices
 from nepse_perf.data import sample_path
 from nepse_perf.indicators import IndicatorParams, panel_from_frame
 from nepse_perf.indicators.gpu_cuda import compute_with_timing, device_name
+from nepse_perf.pipeline import to_panel_order
 from nepse_perf.workbook import agrees, checksums, max_abs_diff
 
 prices = load_prices(sample_path())
 gpu = compute_indicators(prices, "gpu")
 ref = compute_indicators(prices, "talib")
 panel = panel_from_frame(prices)
-ref_block = ref.to_numpy().T if panel.order is None else ref.to_numpy().T[:, panel.order]
+ref_block = to_panel_order(ref.to_numpy().T, panel)
 out32 = np.empty((10, panel.n_rows))
 compute_with_timing(panel, IndicatorParams(), out32, dtype=np.float32)
 sums = checksums(gpu)
