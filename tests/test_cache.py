@@ -312,9 +312,9 @@ def test_memory_cache_counts_exactly_under_threads() -> None:
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
     old = sys.getswitchinterval()
-    # switch threads very often; not at 1e-6 s: there CPython 3.11's own AST constructor
-    # (numpy's header parse in np.load uses ast.literal_eval) fails with 'recursion depth
-    # mismatch' when threads compile concurrently, a race in the interpreter, not the cache
+    # switch threads very often; CPython 3.11's AST constructor (numpy's header parse in
+    # np.load uses ast.literal_eval) fails with 'recursion depth mismatch' when threads run
+    # it at once, so decode_array parses under a lock; this is the test that found it
     sys.setswitchinterval(1e-5)
     try:
         for th in threads:

@@ -10,6 +10,7 @@ refuses object arrays, the one place where the format falls back to pickle.
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 
@@ -17,6 +18,12 @@ __all__ = ["NPY_MAGIC", "CacheFormatError", "decode_array", "encode_array"]
 
 #: The first six bytes of every ``.npy`` file (``\\x93NUMPY``); the version bytes follow.
 NPY_MAGIC: bytes = b"\x93NUMPY"
+
+# np.load parses the header with ast.literal_eval, and CPython 3.11's AST constructor is not
+# safe when threads run it at once: under frequent thread switches it fails with "AST
+# constructor recursion depth mismatch" (seen in tests/test_cache.py's thread stress test).
+# Decoding is a small header parse plus one copy, so serialising it costs little.
+_DECODE_LOCK = threading.Lock()
 
 
 class CacheFormatError(ValueError):
@@ -48,7 +55,8 @@ def decode_array(data: bytes) -> np.ndarray:
     if not isinstance(data, bytes | bytearray | memoryview) or bytes(data[:6]) != NPY_MAGIC:
         raise CacheFormatError("cached value is not a .npy array (bad magic bytes)")
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        with _DECODE_LOCK:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise CacheFormatError(f"cached value is not a readable .npy array: {exc}") from exc
     if not isinstance(array, np.ndarray):  # pragma: no cover - np.load on .npy bytes
