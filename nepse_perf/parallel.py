@@ -42,8 +42,16 @@ from .bench.timing import measure_interleaved, speedup_table
 from .data import load_prices
 from .data.errors import describe_failures
 from .indicators.panel import Panel, panel_from_frame
-from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from .pipeline import ComputeFn, PanelKernel, check_out, get_backend, new_block, to_frame_order
+from .indicators.params import IndicatorParams
+from .pipeline import (
+    ComputeFn,
+    PanelKernel,
+    check_out,
+    compute_frame,
+    frame_from_block,
+    get_backend,
+    new_block,
+)
 
 __all__ = [
     "ChunkFailure",
@@ -68,8 +76,6 @@ __all__ = [
 #: Chunks per worker when ``chunk_symbols`` is not given: enough to balance uneven
 #: symbol lengths, few enough that per-task overhead stays small.
 CHUNKS_PER_WORKER = 4
-
-_N_OUT = len(OUTPUT_COLUMNS)
 
 
 class ParallelError(RuntimeError):
@@ -423,8 +429,7 @@ def compute_indicators_parallel(
         executor=executor,
         chunk_failures=chunk_failures,
     )
-    out = to_frame_order(out, panel)
-    frame = pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+    frame = frame_from_block(out, panel, prices.index)
     kind = executor if isinstance(executor, str) else type(executor).__name__
     return ParallelResult(frame, failed, tasks, n_workers, kind, tuple(chunk_failures))
 
@@ -437,12 +442,7 @@ def compute_indicators_with(
     Same contract as :func:`nepse_perf.compute_indicators`: any row order, the result has
     the index of ``prices`` and the ten float64 output columns.
     """
-    panel = panel_from_frame(prices)
-    out = new_block(panel.n_rows)
-    if panel.n_rows:
-        compute(panel, params or IndicatorParams(), out)
-    out = to_frame_order(out, panel)
-    return pd.DataFrame(out.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+    return compute_frame(prices, compute, params or IndicatorParams())
 
 
 def indicators_for_file(

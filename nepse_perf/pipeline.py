@@ -180,15 +180,39 @@ def to_panel_order(block: np.ndarray, panel: Panel) -> np.ndarray:
     return block if panel.order is None else block[..., panel.order]
 
 
-def frame_from_block(block: np.ndarray, panel: Panel, index: pd.Index) -> pd.DataFrame:
+def frame_from_block(
+    block: np.ndarray, panel: Panel, index: pd.Index, out: np.ndarray | None = None
+) -> pd.DataFrame:
     """Wrap a panel-ordered 10 x n output block as the indicator frame, in the frame's row order.
 
     When the frame was not sorted by symbol/date (``panel.order`` is set) the rows are
-    scattered back into a new block; otherwise ``block`` becomes the frame's data without a
-    copy. Columns are ``OUTPUT_COLUMNS``.
+    scattered back into ``out`` (a new block if None); otherwise ``block`` becomes the
+    frame's data without a copy. Columns are ``OUTPUT_COLUMNS``.
     """
-    block = to_frame_order(block, panel)
+    block = to_frame_order(block, panel, out)
     return pd.DataFrame(block.T, index=index, columns=list(OUTPUT_COLUMNS), copy=False)
+
+
+def compute_frame(
+    prices: pd.DataFrame,
+    compute: ComputeFn,
+    params: IndicatorParams,
+    out: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Frame in, frame out, with an explicit kernel ``compute(panel, params, out)``.
+
+    What :func:`compute_indicators` does once it has chosen the backend's kernel: build the
+    panel, fill a block (``out`` when given and the frame is sorted, else a new one), and
+    wrap it in the frame's row order (into ``out`` when given). ``out`` must be a
+    C-contiguous float64 block of shape (10, len(prices)) (``ValueError`` otherwise).
+    """
+    panel = panel_from_frame(prices)
+    if out is not None:
+        check_out(out, panel.n_rows)
+    target = out if out is not None and panel.order is None else new_block(panel.n_rows)
+    if panel.n_rows:
+        compute(panel, params, target)
+    return frame_from_block(target, panel, prices.index, out)
 
 
 def compute_indicators(
@@ -214,12 +238,4 @@ def compute_indicators(
     missing column, bad parameter or a wrong ``out`` raises ``ValueError``.
     """
     impl = get_backend(backend)
-    p = IndicatorParams.from_kwargs(**params)
-    panel = panel_from_frame(prices)
-    if out is not None:
-        check_out(out, panel.n_rows)
-    target = out if out is not None and panel.order is None else new_block(panel.n_rows)
-    if panel.n_rows:
-        impl.compute(panel, p, target)
-    block = to_frame_order(target, panel, out)
-    return pd.DataFrame(block.T, index=prices.index, columns=list(OUTPUT_COLUMNS), copy=False)
+    return compute_frame(prices, impl.compute, IndicatorParams.from_kwargs(**params), out)

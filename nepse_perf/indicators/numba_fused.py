@@ -160,13 +160,9 @@ fused_panel_serial = _cpu["fused_panel_serial"]
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` (10 x n_rows) with the fused kernel, symbols in parallel."""
-    fused_panel(
-        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
-    )
+    fused_panel(*panel.kernel_inputs(), params.kernel_args(), out)
 
 
 def compute_serial(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` with the fused kernel on the calling thread only."""
-    fused_panel_serial(
-        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
-    )
+    fused_panel_serial(*panel.kernel_inputs(), params.kernel_args(), out)

@@ -53,6 +53,4 @@ compute_panel = _compiled["compute_panel"]
 
 def compute(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Fill ``out`` (10 x n_rows) with the compiled per-indicator kernels."""
-    compute_panel(
-        panel.close, panel.high, panel.low, panel.offsets, panel.starts, params.kernel_args(), out
-    )
+    compute_panel(*panel.kernel_inputs(), params.kernel_args(), out)

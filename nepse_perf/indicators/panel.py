@@ -55,6 +55,10 @@ class Panel:
         bar = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
         return np.repeat(self.starts, lens) + bar, bar, sym
 
+    def kernel_inputs(self) -> tuple[np.ndarray, ...]:
+        """``(close, high, low, offsets, starts)``: the arrays every panel kernel takes first."""
+        return self.close, self.high, self.low, self.offsets, self.starts
+
     def slices(self) -> list[tuple[str, int, int, int]]:
         """``(symbol, first_row, first_valid_row, end_row)`` for each symbol, in panel order."""
         return [
