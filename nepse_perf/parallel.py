@@ -310,7 +310,8 @@ def thread_pool(workers: int | None = None) -> ThreadPoolExecutor:
     return pool
 
 
-def _validate(backend: str | ComputeFn, workers: int | None) -> int:
+def _validate(backend: str | ComputeFn, workers: int | None, executor: object = None) -> int:
+    """The worker count: ``workers``, else the given pool's size, else the usable CPUs."""
     if isinstance(backend, str):
         get_backend(backend)  # unknown name: ValueError now, not in every worker
     elif not callable(backend):
@@ -319,7 +320,8 @@ def _validate(backend: str | ComputeFn, workers: int | None) -> int:
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
-    return workers or default_workers()
+    pool_size = getattr(executor, "_max_workers", None)  # ProcessPool/ThreadPoolExecutor
+    return workers or (pool_size if isinstance(pool_size, int) else default_workers())
 
 
 def compute_panel_parallel(
@@ -343,7 +345,7 @@ def compute_panel_parallel(
     ``len(chunk_bounds(panel.n_symbols, chunk_symbols))``.
     """
     p = params or IndicatorParams()
-    n_workers = _validate(backend, workers)
+    n_workers = _validate(backend, workers, executor)
     if chunk_symbols is None:
         chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))
     bounds = chunk_bounds(panel.n_symbols, chunk_symbols)
@@ -404,7 +406,7 @@ def compute_indicators_parallel(
 
     ``backend`` is a name from ``BACKENDS`` (``"numba_parallel"`` runs single-threaded in
     each worker) or a kernel ``compute(panel, params, out)``; ``workers`` defaults to the
-    CPUs available; ``chunk_symbols`` (symbols per task) defaults to about
+    size of the pool passed as ``executor``, else the CPUs available; ``chunk_symbols`` (symbols per task) defaults to about
     ``CHUNKS_PER_WORKER`` tasks per worker. ``executor`` is ``"process"`` (a fresh process
     pool, closed afterwards: pass a pool from :func:`process_pool` to reuse one),
     ``"thread"`` (a thread pool sharing the arrays; only kernels that release the GIL run at
@@ -414,7 +416,7 @@ def compute_indicators_parallel(
     are NaN. Bad prices or parameters raise ``ValueError`` before any task starts.
     """
     p = IndicatorParams.from_kwargs(**params)
-    n_workers = _validate(backend, workers)
+    n_workers = _validate(backend, workers, executor)
     panel = panel_from_frame(prices)
     if chunk_symbols is None:
         chunk_symbols = max(1, math.ceil(panel.n_symbols / (CHUNKS_PER_WORKER * n_workers)))

@@ -17,6 +17,7 @@ from nepse_perf.indicators import numba_fused
 from nepse_perf.indicators.panel import Panel, panel_from_frame
 from nepse_perf.indicators.params import IndicatorParams
 from nepse_perf.parallel import (
+    CHUNKS_PER_WORKER,
     ChunkFailure,
     ParallelError,
     ParallelResult,
@@ -286,3 +287,15 @@ def test_in_place_thread_chunks_isolate_a_failing_symbol(
     ref = compute_indicators(sample_prices, "numba_parallel")
     assert got.indicators[bad].isna().all().all()
     pd.testing.assert_frame_equal(got.indicators[~bad], ref[~bad])
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_a_given_pool_sets_the_worker_count(sample_prices: pd.DataFrame, size: int) -> None:
+    """With ``workers=None`` the chunking follows the pool passed in, not this machine's cores,
+    so notebook 04's task count is the same on a 2-core and a 16-core machine."""
+    with thread_pool(size) as executor:
+        result = compute_indicators_parallel(sample_prices, "numba", executor=executor)
+    n_symbols = sample_prices["symbol"].nunique()
+    chunk = -(-n_symbols // (CHUNKS_PER_WORKER * size))
+    assert result.workers == size
+    assert result.tasks == len(chunk_bounds(n_symbols, chunk))

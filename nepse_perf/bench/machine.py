@@ -7,6 +7,7 @@ indicator pipeline: every row reads 3 input series and writes 10 outputs, 8 byte
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -22,9 +23,12 @@ import numpy as np
 __all__ = [
     "BYTES_PER_ROW",
     "Bandwidth",
+    "cpuid",
+    "int8_dot_path",
     "machine_info",
     "memory_bandwidth",
     "pipeline_bound_seconds",
+    "simd_features",
 ]
 
 #: Bytes the pipeline must move per row: 3 float64 inputs read + 10 float64 outputs written.
@@ -89,6 +93,91 @@ def pipeline_bound_seconds(n_rows: int, copy_gbps: float) -> float:
     ``copy_gbps`` is the copy bandwidth in GB/s from :func:`memory_bandwidth`.
     """
     return n_rows * BYTES_PER_ROW / (copy_gbps * 1e9)
+
+
+# x86-64 System V machine code for ``void cpuid(uint32 leaf, uint32 subleaf, uint32 out[4])``:
+# push rbx; mov eax, edi; mov ecx, esi; mov r8, rdx; cpuid; mov [r8], eax; mov [r8+4], ebx;
+# mov [r8+8], ecx; mov [r8+12], edx; pop rbx; ret
+_CPUID_CODE = bytes.fromhex("5389f889f14989d00fa241890041895804418948084189500c5bc3")
+
+#: (name, leaf, subleaf, register index (eax=0 .. edx=3), bit) of the features reported
+_SIMD_BITS = (
+    ("AVX2", 7, 0, 1, 5),
+    ("AVX512F", 7, 0, 1, 16),
+    ("AVX512BW", 7, 0, 1, 30),
+    ("AVX512_VNNI", 7, 0, 2, 11),
+    ("AMX_INT8", 7, 0, 3, 25),
+    ("AVX_VNNI", 7, 1, 0, 4),
+)
+
+
+def cpuid(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int] | None:
+    """The CPUID instruction's (eax, ebx, ecx, edx) for ``leaf``/``subleaf``, or None.
+
+    Executed directly (a few bytes of machine code in an executable page), so it reports the
+    CPU that the process really runs on: under an emulator (``qemu-x86_64 -cpu ...``) the
+    emulated CPU, which ``/proc/cpuinfo`` does not show. None off x86-64 Linux or where the
+    system forbids executable memory.
+    """
+    import ctypes
+    import mmap
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or not sys.platform.startswith(
+        "linux"
+    ):
+        return None
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        page.write(_CPUID_CODE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        fn = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p)(address)
+        out = (ctypes.c_uint32 * 4)()
+        fn(leaf, subleaf, ctypes.addressof(out))
+        result = (out[0], out[1], out[2], out[3])
+        del fn
+        return result
+    finally:
+        with contextlib.suppress(BufferError):
+            page.close()
+
+
+def simd_features() -> dict[str, bool]:
+    """Which of AVX2, AVX-512 (F, BW), the two VNNI forms and AMX-INT8 this CPU reports.
+
+    Read with :func:`cpuid` (leaf 7); off x86-64 every value is False. These decide which
+    integer dot-product kernels ONNX Runtime's MLAS picks for int8 models at run time.
+    """
+    top = cpuid(0)
+    if top is None or top[0] < 7:
+        return {name: False for name, *_ in _SIMD_BITS}
+    regs = {0: cpuid(7, 0), 1: cpuid(7, 1)}
+    return {
+        name: bool(regs[sub] is not None and (regs[sub][reg] >> bit) & 1)
+        for name, leaf, sub, reg, bit in _SIMD_BITS
+    }
+
+
+def int8_dot_path(features: dict[str, bool] | None = None) -> str:
+    """The integer dot-product path of ONNX Runtime's u8 x s8 kernels on this CPU, in words.
+
+    ``"VNNI"`` (``vpdpbusd``: four u8 x s8 products added straight into 32 bits, exact; AVX-512
+    VNNI or AVX-VNNI), ``"AMX"`` (tile multiplies, exact), ``"AVX2, no VNNI"`` or
+    ``"AVX-512, no VNNI"`` (``vpmaddubsw``: pairs of products summed in signed 16 bits, which
+    saturate), or ``"other"``. ``features`` defaults to :func:`simd_features`.
+    """
+    f = simd_features() if features is None else features
+    if f.get("AMX_INT8"):
+        return "AMX"
+    if f.get("AVX512_VNNI") or f.get("AVX_VNNI"):
+        return "VNNI"
+    if f.get("AVX512BW"):
+        return "AVX-512, no VNNI"
+    if f.get("AVX2"):
+        return "AVX2, no VNNI"
+    return "other"
 
 
 def _cpu_model() -> str:
@@ -195,3 +284,10 @@ def gpu_info() -> dict[str, Any] | None:
     except Exception as exc:  # versions are informative only
         info["driver"] = f"unknown ({type(exc).__name__})"
     return info
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a command (tests run it under QEMU)
+    import json
+
+    features = simd_features()
+    print(json.dumps({"int8_path": int8_dot_path(features), "features": features}))

@@ -21,20 +21,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bench.machine import int8_dot_path
 from ..bench.timing import Timing, measure
 from .dataset import Dataset
 from .io import link_function, make_session, predict_proba, to_onnx
 from .onnx_export import ONNX_INPUT, ONNX_SCORE, hgb_trees, lightgbm_trees, trees_to_onnx
+from .score_files import onnx_scores
 from .train import TrainedModel, make_estimator, score
 
 __all__ = [
+    "ISA_DEPENDENT_VARIANTS",
+    "ISA_STEPS",
     "LLEAVES_ANCHOR",
     "batch_curve",
+    "compared_quantisation",
     "cpu_features",
     "dataloader_bench",
     "hardware_report",
+    "int8_path_spread",
     "native_threads",
+    "onnx_scores_on",
     "per_call",
+    "quantisation_paths",
     "quantisation_table",
     "run_bench_model",
     "threshold_flip_demo",
@@ -59,7 +67,8 @@ def hardware_report(model: TrainedModel | None = None) -> dict[str, Any]:
     """Which ONNX Runtime execution providers exist and which one a model's session uses.
 
     Also the CPU's SIMD instruction sets (ONNX Runtime's MLAS kernels pick the widest the
-    CPU offers at run time) and whether a CUDA provider could be used.
+    CPU offers at run time), the path its int8 kernels take (``int8_path``, see
+    :func:`~nepse_perf.bench.machine.int8_dot_path`) and whether a CUDA provider could be used.
     """
     import onnxruntime as ort
 
@@ -68,6 +77,7 @@ def hardware_report(model: TrainedModel | None = None) -> dict[str, Any]:
         "available_providers": ort.get_available_providers(),
         "cuda_provider": "CUDAExecutionProvider" in ort.get_available_providers(),
         "cpu_features": cpu_features(),
+        "int8_path": int8_dot_path(),
     }
     if model is not None and model.session is not None:
         info["session_providers"] = model.session.get_providers()
@@ -197,16 +207,31 @@ def batch_curve(
 def _onnx_variant_prob(onnx_bytes: bytes, X: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
     session = make_session(onnx_bytes, threads=1)
     dtype = np.float32 if session.get_inputs()[0].type == "tensor(float)" else np.float64
-    feed = {ONNX_INPUT: X.astype(dtype)}
-    raw = session.run([ONNX_SCORE], feed)[0].reshape(-1).astype(np.float64)
-    p = link_function(kind)(raw)
+    p = link_function(kind)(onnx_scores(onnx_bytes, X))
     block = {ONNX_INPUT: X[:10_000].astype(dtype)}
     t = per_call(lambda: session.run(None, block), repeat=5, target_s=0.05)
     return p, min(10_000, len(X)) / t.median
 
 
+#: The quantised variant whose results depend on the CPU: ONNX Runtime's default dynamic int8
+#: (u8 activations x s8 weights) sums pairs of products in saturating 16-bit lanes on CPUs
+#: without VNNI and exactly in 32 bits with VNNI. The 7-bit variant (``reduce_range``) keeps
+#: every pair sum inside 16 bits, so its integer sums are exact on every path.
+ISA_DEPENDENT_VARIANTS: tuple[str, ...] = ("int8 dynamic",)
+
+#: The grid the CPU-dependent columns are compared on (the notebook prints them rounded to
+#: it): flipped labels as a share of rows, accuracy change, ROC AUC and its change. Each step
+#: is wider than the spread between the VNNI and the AVX2 path that the tests measure.
+ISA_STEPS: dict[str, float] = {
+    "flipped_share": 0.005,
+    "accuracy_change": 0.001,
+    "roc_auc": 0.005,
+    "auc_change": 0.005,
+}
+
+
 def _mlp_variants(onnx_f32: bytes) -> dict[str, bytes]:
-    """int8 (dynamic quantisation of MatMul/Gemm weights) and float16 versions of the MLP."""
+    """int8 (dynamic quantisation of MatMul/Gemm weights: 8-bit and 7-bit) and float16 MLPs."""
     import onnx
     from onnxconverter_common import float16
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -214,12 +239,16 @@ def _mlp_variants(onnx_f32: bytes) -> dict[str, bytes]:
 
     out: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="nepse-quant-") as tmp:
-        src, pre, dst = Path(tmp, "f32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src, pre = Path(tmp, "f32.onnx"), Path(tmp, "pre.onnx")
         src.write_bytes(onnx_f32)
         # shape inference + graph clean-up first, as ONNX Runtime's quantiser recommends
         quant_pre_process(str(src), str(pre))
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
-        out["int8 dynamic"] = dst.read_bytes()
+        for name, reduce_range in (("int8 dynamic", False), ("int8 dynamic, 7-bit", True)):
+            dst = Path(tmp, f"int8-{int(reduce_range)}.onnx")
+            quantize_dynamic(
+                str(pre), str(dst), weight_type=QuantType.QInt8, reduce_range=reduce_range
+            )
+            out[name] = dst.read_bytes()
     # float16: the score path only (onnxconverter-common mistypes the cast it inserts after a
     # Sigmoid that is itself a graph output); probabilities come from raw_score anyway
     graph = onnx.load_from_string(onnx_f32)
@@ -234,52 +263,198 @@ def _mlp_variants(onnx_f32: bytes) -> dict[str, bytes]:
     return out
 
 
+def _model_variants(model: TrainedModel) -> dict[str, bytes]:
+    if model.kind == "mlp":
+        f32 = to_onnx(model)
+        return {"float32": f32, **_mlp_variants(f32)}
+    if model.kind == "rf":
+        return {"float32 in, float64 split": to_onnx(model)}
+    return {
+        "float64": to_onnx(model, dtype=np.float64),
+        "float32": to_onnx(model, dtype=np.float32),
+    }
+
+
+def _variant_row(p: np.ndarray, native: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """A variant's probabilities against the native ones: changes, flips, accuracy and AUC."""
+    base, scores = score(y, native), score(y, p)
+    return {
+        "max_abs_dp": float(np.max(np.abs(p - native))),
+        "flipped": int(np.sum((p >= 0.5) != (native >= 0.5))),
+        "accuracy_change": scores["accuracy"] - base["accuracy"],
+        "roc_auc": scores["roc_auc"],
+        "auc_change": scores["roc_auc"] - base["roc_auc"],
+    }
+
+
 def quantisation_table(
     models: Sequence[TrainedModel], X: np.ndarray, y: np.ndarray
 ) -> pd.DataFrame:
     """Reduced-precision ONNX variants against each model's native predictions, in one table.
 
     Trees: float64 (the exact export) and float32 graphs. MLP: float32 (its native
-    precision), dynamic int8 and float16. Per variant: the file size, the largest change of
-    probability and the number of flipped labels (at 0.5) against native, the accuracy
-    change, ROC AUC and its change, and rows/s at batch 10,000 on one thread with the speed-up over the reference
-    variant (the first of each model).
+    precision), dynamic int8 with 8-bit and with 7-bit weights, and float16. Per variant: the
+    file size, the largest change of probability and the number of flipped labels (at 0.5)
+    against native, the accuracy change, ROC AUC and its change, and rows/s at batch 10,000
+    on one thread with the speed-up over the reference variant (the first of each model).
     """
     X = np.asarray(X, dtype=np.float64)
     rows = []
     for model in models:
         native = predict_proba(model, X, engine="native")
-        base = score(y, native)
-        if model.kind == "mlp":
-            f32 = to_onnx(model)
-            variants = {"float32": f32, **_mlp_variants(f32)}
-        elif model.kind == "rf":
-            variants = {"float32 in, float64 split": to_onnx(model)}
-        else:
-            variants = {
-                "float64": to_onnx(model, dtype=np.float64),
-                "float32": to_onnx(model, dtype=np.float32),
-            }
         ref_rate = None
-        for name, data in variants.items():
+        for name, data in _model_variants(model).items():
             p, rate = _onnx_variant_prob(data, X, model.kind)
             ref_rate = ref_rate or rate
-            scores = score(y, p)
             rows.append(
                 {
                     "kind": model.kind,
                     "variant": name,
                     "bytes": len(data),
-                    "max_abs_dp": float(np.max(np.abs(p - native))),
-                    "flipped": int(np.sum((p >= 0.5) != (native >= 0.5))),
-                    "accuracy_change": scores["accuracy"] - base["accuracy"],
-                    "roc_auc": scores["roc_auc"],
-                    "auc_change": scores["roc_auc"] - base["roc_auc"],
+                    **_variant_row(p, native, y),
                     "rows_per_s": rate,
                     "speedup": rate / ref_rate,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _on_grid(value: float, step: float, fmt: str) -> str:
+    return "≈ " + format(round(value / step) * step + 0.0, fmt)
+
+
+def _fixed(value: float, decimals: int, sign: bool = True) -> str:
+    # rounded first, then + 0.0: a change of -3e-9 prints +0.00000, not -0.00000
+    return format(round(value, decimals) + 0.0, f"{'+' if sign else ''}.{decimals}f")
+
+
+def compared_quantisation(quant: pd.DataFrame, n_rows: int) -> pd.DataFrame:
+    """The columns of :func:`quantisation_table` that are the same on every x86-64 CPU.
+
+    Exact for every variant whose arithmetic does not depend on the instruction set; for
+    :data:`ISA_DEPENDENT_VARIANTS` the flips (as a share of ``n_rows``), the accuracy change,
+    ROC AUC and its change are rounded to :data:`ISA_STEPS` and marked with ``≈``. The
+    largest probability change is printed as its order of magnitude.
+    """
+    from ..workbook import diff_bucket
+
+    def row(r: pd.Series) -> dict[str, Any]:
+        out = {
+            "kind": r["kind"],
+            "variant": r["variant"],
+            "bytes": int(r["bytes"]),
+            "max_change": diff_bucket(r["max_abs_dp"]),
+        }
+        if r["variant"] in ISA_DEPENDENT_VARIANTS:
+            share = r["flipped"] / n_rows
+            out |= {
+                "flipped": _on_grid(100 * share, 100 * ISA_STEPS["flipped_share"], ".1f") + " %",
+                "accuracy_change": _on_grid(
+                    r["accuracy_change"], ISA_STEPS["accuracy_change"], "+.3f"
+                ),
+                "roc_auc": _on_grid(r["roc_auc"], ISA_STEPS["roc_auc"], ".3f"),
+                "auc_change": _on_grid(r["auc_change"], ISA_STEPS["auc_change"], "+.3f"),
+            }
+        else:
+            out |= {
+                "flipped": f"{int(r['flipped']):,}",
+                "accuracy_change": _fixed(r["accuracy_change"], 5),
+                "roc_auc": _fixed(r["roc_auc"], 4, sign=False),
+                "auc_change": _fixed(r["auc_change"], 5),
+            }
+        return out
+
+    return pd.DataFrame([row(r) for _, r in quant.iterrows()])
+
+
+def onnx_scores_on(
+    variants: dict[str, bytes], X: np.ndarray, *, cpu: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Raw scores of each ONNX variant on ``X`` on this CPU, or on the emulated ``cpu``.
+
+    With ``cpu`` (a QEMU model such as :data:`~nepse_perf.bench.emulation.EMULATED_CPU`) the
+    files go to a temporary directory and ``python -m nepse_perf.model.score_files`` runs
+    under ``qemu-x86_64 -cpu cpu``. Returns the scores by variant name and the CPU's
+    description (its int8 dot-product path and SIMD features).
+    """
+    from ..bench.emulation import run_emulated
+    from .score_files import score_directory
+
+    with tempfile.TemporaryDirectory(prefix="nepse-isa-") as tmp:
+        directory = Path(tmp)
+        names = {f"v{i}": name for i, name in enumerate(variants)}
+        for stem, name in names.items():
+            (directory / f"{stem}.onnx").write_bytes(variants[name])
+        np.save(directory / "X.npy", np.asarray(X, dtype=np.float64))
+        if cpu is None:
+            info = score_directory(directory)
+        else:
+            run_emulated("nepse_perf.model.score_files", [tmp], cpu=cpu)
+            info = json.loads((directory / "cpu.json").read_text(encoding="utf-8"))
+        scores = {name: np.load(directory / f"{stem}.scores.npy") for stem, name in names.items()}
+    return scores, info
+
+
+def quantisation_paths(
+    model: TrainedModel, X: np.ndarray, y: np.ndarray, *, cpus: Sequence[str | None] = (None,)
+) -> pd.DataFrame:
+    """The MLP's reduced-precision variants on several CPUs: this one (None) and emulated ones.
+
+    One row per CPU and variant: the CPU (``"native"`` or ``"<model> (QEMU)"``), its int8
+    dot-product path, the variant, the columns of :func:`_variant_row` against the native
+    (torch) predictions made here, and ``same_as_first``: whether the raw scores are bit for
+    bit those of the first CPU listed.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    native = predict_proba(model, X, engine="native")
+    variants = _model_variants(model)
+    rows, first = [], None
+    for cpu in cpus:
+        scores, info = onnx_scores_on(variants, X, cpu=cpu)
+        first = first or scores
+        for name, raw in scores.items():
+            rows.append(
+                {
+                    "cpu": "native" if cpu is None else f"{cpu} (QEMU)",
+                    "int8_path": info["int8_path"],
+                    "variant": name,
+                    **_variant_row(link_function(model.kind)(raw), native, y),
+                    "same_as_first": bool(np.array_equal(raw, first[name])),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def int8_path_spread(paths: pd.DataFrame, n_rows: int) -> dict[str, Any]:
+    """How far the CPU-dependent int8 variant moves between the CPUs of :func:`quantisation_paths`.
+
+    For each of :data:`ISA_DEPENDENT_VARIANTS`, over the CPUs listed: the int8 paths seen, the
+    largest difference in flipped labels (also as a share of ``n_rows``), in accuracy change and
+    in ROC AUC, and ``on_grid``: whether every CPU's figures land on the same point of the
+    :data:`ISA_STEPS` grid that :func:`compared_quantisation` prints.
+    """
+    out: dict[str, Any] = {}
+    for variant in ISA_DEPENDENT_VARIANTS:
+        rows = paths[paths["variant"] == variant]
+        grid = {
+            (
+                _on_grid(r["flipped"] / n_rows, ISA_STEPS["flipped_share"], ".3f"),
+                _on_grid(r["accuracy_change"], ISA_STEPS["accuracy_change"], "+.3f"),
+                _on_grid(r["roc_auc"], ISA_STEPS["roc_auc"], ".3f"),
+                _on_grid(r["auc_change"], ISA_STEPS["auc_change"], "+.3f"),
+            )
+            for _, r in rows.iterrows()
+        }
+        flips = rows["flipped"].max() - rows["flipped"].min()
+        out[variant] = {
+            "paths": list(dict.fromkeys(rows["int8_path"])),
+            "flipped": int(flips),
+            "flipped_share": flips / n_rows,
+            "accuracy": float(rows["accuracy_change"].max() - rows["accuracy_change"].min()),
+            "roc_auc": float(rows["roc_auc"].max() - rows["roc_auc"].min()),
+            "on_grid": len(grid) == 1,
+        }
+    return out
 
 
 def threshold_flip_demo(
