@@ -14,18 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .blocks import pool
-from .indicators import (
-    gpu_cuda,
-    numba_fused,
-    numba_kernels,
-    numpy_vectorised,
-    pandas_groupby,
-    python_loops,
-    talib_wrapper,
-)
-from .indicators.panel import Panel, panel_from_frame
-from .indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from nepse_perf._blocks import pool
+from nepse_perf.indicators.backends import gpu, numba_parallel
+from nepse_perf.indicators.backends import numba as numba_backend
+from nepse_perf.indicators.backends import numpy as numpy_backend
+from nepse_perf.indicators.backends import pandas as pandas_backend
+from nepse_perf.indicators.backends import python as python_backend
+from nepse_perf.indicators.backends import talib as talib_backend
+from nepse_perf.indicators.panel import Panel, panel_from_frame
+from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
 
 ComputeFn = Callable[[Panel, IndicatorParams, np.ndarray], None]
 
@@ -66,36 +63,39 @@ class Backend:
         return self.serial or self.compute
 
 
+#: The backend used when none is named: the fused kernel, symbols in parallel.
+DEFAULT_BACKEND = "numba_parallel"
+
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("python", python_loops.compute, "plain Python loops (the reference definition)"),
-        Backend("pandas", pandas_groupby.compute, "groupby + rolling/ewm, seeded like TA-Lib"),
-        Backend("numpy", numpy_vectorised.compute, "time-major 2-D arrays, cumsum windows"),
+        Backend("python", python_backend.compute, "plain Python loops (the reference definition)"),
+        Backend("pandas", pandas_backend.compute, "groupby + rolling/ewm, seeded like TA-Lib"),
+        Backend("numpy", numpy_backend.compute, "time-major 2-D arrays, cumsum windows"),
         Backend(
             "numba",
-            numba_kernels.compute,
+            numba_backend.compute,
             "@njit kernels, one per indicator",
             jit=True,
-            panel_kernel=numba_kernels.compute_panel,
+            panel_kernel=numba_backend.compute_panel,
         ),
         Backend(
             "numba_parallel",
-            numba_fused.compute,
+            numba_parallel.compute,
             "one fused @njit pass, prange over symbols",
             jit=True,
-            serial=numba_fused.compute_serial,
-            panel_kernel=numba_fused.fused_panel_serial,
+            serial=numba_parallel.compute_serial,
+            panel_kernel=numba_parallel.fused_panel_serial,
             releases_gil=True,
             threaded=True,
         ),
-        Backend("talib", talib_wrapper.compute, "TA-Lib C library per symbol"),
+        Backend("talib", talib_backend.compute, "TA-Lib C library per symbol"),
         Backend(
             "gpu",
-            gpu_cuda.compute,
+            gpu.compute,
             "numba.cuda kernel, one thread per symbol",
             jit=True,
-            available=gpu_cuda.gpu_available,
+            available=gpu.gpu_available,
         ),
     )
 }
@@ -133,7 +133,7 @@ def check_out(out: np.ndarray, n_rows: int) -> np.ndarray:
 def new_block(n_rows: int) -> np.ndarray:
     """A 10 x ``n_rows`` float64 output block, uninitialised (every backend fills it all).
 
-    Big blocks come from :func:`nepse_perf.blocks.pool`, which recycles the pages of blocks
+    Big blocks come from :func:`nepse_perf._blocks.pool`, which recycles the pages of blocks
     no longer in use, so repeated calls do not pay the operating system's page faults.
     """
     return pool().take(n_rows)

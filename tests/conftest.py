@@ -4,7 +4,6 @@ and the plumbing of the tests that start servers and clusters as separate proces
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import talib
 
 from nepse_perf import compute_indicators
+from nepse_perf._infra.ports import free_port  # noqa: F401 (the tests import it from here)
 from nepse_perf.data import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, load_prices
 from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
 
@@ -130,13 +130,6 @@ def index() -> pd.DataFrame:
 def in_process(sample_prices: pd.DataFrame) -> pd.DataFrame:
     """The sample's indicators computed in this process: what every engine must reproduce."""
     return compute_indicators(sample_prices, "numba_parallel")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(

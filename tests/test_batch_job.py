@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 from nepse_perf import synthetic_prices
+from nepse_perf.cli.cloud import EXIT_PREEMPTED
 from nepse_perf.cloud import BatchError, read_output, run_batch, verify_output
 from nepse_perf.cloud.batch import MANIFEST, TMP_PREFIX, chunk_name
-from nepse_perf.cloud.cli import EXIT_PREEMPTED
 
 N_SYMBOLS, N_DAYS, CHUNK = 120, 500, 4
 KILLS = 5

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nepse_perf.bench.bench_all import machine_slug
 from nepse_perf.cli import main
+from nepse_perf.cli.bench_all import machine_slug
 
 
 @pytest.mark.parametrize(

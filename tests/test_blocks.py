@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_matches_talib, talib_reference
 
 from nepse_perf import compute_indicators, synthetic_prices
-from nepse_perf.blocks import BlockPool, pool
+from nepse_perf._blocks import BlockPool, pool
 from nepse_perf.indicators import panel_from_frame
 from nepse_perf.pipeline import BACKENDS, compute_panel, new_block
 
@@ -75,7 +75,7 @@ def test_frames_keep_their_block_alive() -> None:
 
 
 def test_pool_can_be_switched_off() -> None:
-    code = "from nepse_perf.blocks import pool; print(pool().enabled)"
+    code = "from nepse_perf._blocks import pool; print(pool().enabled)"
     env = {"NEPSE_PERF_BLOCK_POOL": "0", "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from nepse_perf import synthetic_prices
-from nepse_perf.cloud import checkpoint as ck
-from nepse_perf.cloud import costs
 from nepse_perf.cloud.handler import MAX_ROWS, MODEL_ENV, reset
+from nepse_perf.lessons import checkpoint as ck
+from nepse_perf.lessons import costs
 
 # --- price tables and the cost model --------------------------------------------------------
 
@@ -318,7 +318,7 @@ def test_handler_is_importable_by_its_dotted_name() -> None:
 def test_cold_start_measurements_run(serving_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from nepse_perf.cloud import coldstart as cs
+    from nepse_perf.lessons import coldstart as cs
 
     cache = tmp_path / "numba-cache"
     cold = cs.measure_cold_start(serving_model_dir, cache)

@@ -17,7 +17,7 @@ import pytest
 from nepse_perf.cli import main
 from nepse_perf.data import PRICE_COLUMNS, DataError, load_prices, synthetic_prices
 from nepse_perf.data.formats import parse_column_mapping
-from nepse_perf.distributed import write_parquet_by_symbol
+from nepse_perf.engines import write_parquet_by_symbol
 from nepse_perf.indicators import OUTPUT_COLUMNS
 from nepse_perf.pipeline import compute_indicators
 

@@ -20,7 +20,7 @@ from distributed import futures_of
 
 from nepse_perf import compute_indicators, synthetic_prices
 from nepse_perf.data import PRICE_COLUMNS, sample_path
-from nepse_perf.distributed import (
+from nepse_perf.engines import (
     SCHEDULER_ENV,
     compute_indicators_dask,
     connect,

@@ -9,14 +9,14 @@ import pytest
 from conftest import talib_reference
 
 from nepse_perf import synthetic_prices
-from nepse_perf.cache.sqlview import (
+from nepse_perf.lessons.duckdb_view import (
     load_prices_table,
     materialise_sma,
     refresh_sma,
     sma_from_view,
     sma_sql,
 )
-from nepse_perf.workbook import agrees
+from nepse_perf.lessons.workbook import agrees
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from nepse_perf import compute_indicators, synthetic_prices
-from nepse_perf.float32 import float32_errors, float32_prices, indicators_float32
 from nepse_perf.indicators.params import OUTPUT_COLUMNS
+from nepse_perf.lessons.float32 import float32_errors, float32_prices, indicators_float32
 
 LEVEL = ["sma", "ema", "bb_upper", "bb_middle", "bb_lower"]  # live at the price's scale
 DIFFERENCE = ["rsi", "macd", "macd_signal", "macd_hist", "atr"]  # built from price differences

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_in_cuda_simulator
 
 from nepse_perf import compute_indicators, synthetic_prices
-from nepse_perf.indicators.gpu_cuda import GPUUnavailableError, gpu_available
+from nepse_perf.indicators.backends.gpu import GPUUnavailableError, gpu_available
 
 SIMULATED = textwrap.dedent(
     """
@@ -19,8 +19,8 @@ SIMULATED = textwrap.dedent(
     from conftest import make_prices, talib_reference, assert_matches_talib
     from nepse_perf import compute_indicators, synthetic_prices
     from nepse_perf.indicators import panel_from_frame, IndicatorParams
-    from nepse_perf.indicators.gpu_cuda import compute_with_timing, device_name
-    from nepse_perf.workbook import max_abs_diff
+    from nepse_perf.indicators.backends.gpu import compute_with_timing, device_name
+    from nepse_perf.lessons.workbook import max_abs_diff
 
     rng = np.random.default_rng(5)
     walk = np.round(400 * np.exp(np.cumsum(rng.normal(0, 0.02, 70))), 1)

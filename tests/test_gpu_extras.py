@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 
 from nepse_perf import compute_indicators, synthetic_prices
-from nepse_perf.gpu_extras import (
+from nepse_perf.indicators.backends.numpy import rolling_mean
+from nepse_perf.lessons.gpu_extras import (
     GPUExtraUnavailableError,
     cudf_sma,
-    cupy_bbands_middle,
     cupy_sma,
     rolling_mean_time_major,
 )
-from nepse_perf.indicators.numpy_vectorised import rolling_mean
-from nepse_perf.workbook import agrees
+from nepse_perf.lessons.workbook import agrees
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +53,6 @@ def test_cpu_run_of_the_same_code_matches_talib(messy, window) -> None:
     for got in (cudf_sma(messy, window, lib=pd), cupy_sma(messy, window, xp=np)):
         assert got.index.equals(messy.index) and got.name == "sma"
         assert agrees(got, ref)
-
-
-def test_bbands_middle_is_the_sma(messy) -> None:
-    ref = compute_indicators(messy, "talib")["bb_middle"]
-    got = cupy_bbands_middle(messy, xp=np)
-    assert got.name == "bb_middle" and agrees(got, ref)
 
 
 def test_rolling_mean_time_major_equals_numpy_backend() -> None:

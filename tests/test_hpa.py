@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nepse_perf.serving.hpa import (
+from nepse_perf.lessons.hpa import (
     HPAConfig,
     HPAController,
     ScalingPolicy,

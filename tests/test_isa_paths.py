@@ -20,15 +20,15 @@ import pytest
 from nepse_perf import load_prices
 from nepse_perf.bench.emulation import EMULATED_CPU, emulation_available, run_emulated
 from nepse_perf.bench.machine import cpuid, int8_dot_path, simd_features
-from nepse_perf.data import sample_path
-from nepse_perf.model import make_dataset, to_onnx, train
-from nepse_perf.model.bench import (
+from nepse_perf.bench.model import (
     ISA_DEPENDENT_VARIANTS,
     compared_quantisation,
     int8_path_spread,
     quantisation_paths,
 )
-from nepse_perf.model.score_files import score_directory
+from nepse_perf.bench.score_files import score_directory
+from nepse_perf.data import sample_path
+from nepse_perf.model import make_dataset, to_onnx, train
 
 RECORD = Path(__file__).resolve().parents[1] / "results" / "isa" / "quantisation-paths.json"
 DETERMINISTIC = ("float32", "int8 dynamic, 7-bit", "float16")
@@ -103,7 +103,7 @@ def test_emulated_cpu_offers_avx2_only():
 def test_emulation_reports_a_failing_module():
     _qemu_or_skip()
     with pytest.raises(RuntimeError, match="exited 1"):
-        run_emulated("nepse_perf.model.score_files", ["a", "b"], timeout=120)
+        run_emulated("nepse_perf.bench.score_files", ["a", "b"], timeout=120)
 
 
 @pytest.mark.slow
@@ -154,10 +154,10 @@ _NUMBA_RUN = """
 import sys, numpy as np
 from nepse_perf import compute_indicators, load_prices
 from nepse_perf.data import sample_path
-from nepse_perf.indicators import numba_fused
+from nepse_perf.indicators.backends import numba_parallel
 prices = load_prices(sample_path())
 out = {b: compute_indicators(prices, backend=b).to_numpy() for b in ("numba", "numba_parallel")}
-asm = "".join(numba_fused.fused_panel.inspect_asm().values())
+asm = "".join(numba_parallel.fused_panel.inspect_asm().values())
 np.savez(sys.argv[1], zmm=np.array("zmm" in asm), **out)
 """
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from nepse_perf.cli import build_parser
-from nepse_perf.serving.hpa import HPAConfig
+from nepse_perf.lessons.hpa import HPAConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"

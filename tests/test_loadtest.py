@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nepse_perf.cli import main
-from nepse_perf.model import FEATURES
-from nepse_perf.serving.loadtest import (
+from nepse_perf.bench.loadtest import (
     LoadResult,
     check_loopback_url,
     features_body,
@@ -19,6 +17,8 @@ from nepse_perf.serving.loadtest import (
     run_wrk,
     sample_feature_rows,
 )
+from nepse_perf.cli import main
+from nepse_perf.model import FEATURES
 from nepse_perf.serving.process import ServiceProcess, free_port
 
 
@@ -107,7 +107,7 @@ def _sweep(points: list[tuple[float, float, float]]) -> pd.DataFrame:
 
 
 def test_capacity_from_sweeps(tmp_path) -> None:
-    from nepse_perf.serving.experiments import (
+    from nepse_perf.lessons.serving_experiments import (
         capacity_at_p99,
         capacity_or_peak,
         capacity_summary,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nepse_perf import synthetic_prices
-from nepse_perf.memory import (
+from nepse_perf.lessons.memory import (
     frame_memory,
     hot_days,
     hot_days_in_memory,

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from nepse_perf import load_prices
+from nepse_perf.bench.model import quantisation_table, threshold_flip_demo
 from nepse_perf.cli import main
 from nepse_perf.data import sample_path
 from nepse_perf.model import (
@@ -27,7 +28,6 @@ from nepse_perf.model import (
     walk_forward_splits,
     warmup_rows,
 )
-from nepse_perf.model.bench import quantisation_table, threshold_flip_demo
 from nepse_perf.model.onnx_export import ONNX_INPUT
 
 SMALL = {"hgb": {"max_iter": 30}, "lightgbm": {"n_estimators": 30}, "mlp": {"epochs": 2}}

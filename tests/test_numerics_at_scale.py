@@ -123,7 +123,7 @@ def _hardest_symbols(panel, count: int) -> list[int]:
 @pytest.mark.parametrize("backend", ALL)
 def test_large_panel_hardest_symbols(backend: str, large_panel) -> None:
     """Every backend on the large panel's 40 most demanding symbols, all 5,000 sessions."""
-    from nepse_perf.parallel import sub_panel
+    from nepse_perf.engines.pool import sub_panel
 
     parts = [sub_panel(large_panel, s, s + 1) for s in _hardest_symbols(large_panel, 40)]
     for part in parts:

@@ -12,11 +12,9 @@ import pytest
 from conftest import talib_reference
 
 from nepse_perf import compute_indicators
+from nepse_perf.bench.timing import measure_interleaved
 from nepse_perf.data import sample_path
-from nepse_perf.indicators import numba_fused
-from nepse_perf.indicators.panel import Panel, panel_from_frame
-from nepse_perf.indicators.params import IndicatorParams
-from nepse_perf.parallel import (
+from nepse_perf.engines.pool import (
     CHUNKS_PER_WORKER,
     ChunkFailure,
     ParallelError,
@@ -25,13 +23,15 @@ from nepse_perf.parallel import (
     compute_indicators_parallel,
     compute_panel_parallel,
     indicators_for_file,
-    measure_interleaved,
     process_pool,
     single_thread_compute,
     sub_panel,
     thread_pool,
 )
-from nepse_perf.workbook import agrees
+from nepse_perf.indicators.backends import numba_parallel
+from nepse_perf.indicators.panel import Panel, panel_from_frame
+from nepse_perf.indicators.params import IndicatorParams
+from nepse_perf.lessons.workbook import agrees
 
 BAD = "NABIL"
 
@@ -40,21 +40,21 @@ def fails_on_bad_symbol(panel: Panel, params: IndicatorParams, out: np.ndarray) 
     """Test kernel (module level, so process workers can import it): raises for ``BAD``."""
     if BAD in panel.symbols:
         raise ValueError(f"injected failure for {BAD}")
-    numba_fused.compute_serial(panel, params, out)
+    numba_parallel.compute_serial(panel, params, out)
 
 
 def fails_on_whole_chunks(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Test kernel: raises on any chunk holding ``BAD`` and another symbol, works per symbol."""
     if BAD in panel.symbols and panel.n_symbols > 1:
         raise MemoryError(f"chunk of {panel.n_symbols} symbols too large")
-    numba_fused.compute_serial(panel, params, out)
+    numba_parallel.compute_serial(panel, params, out)
 
 
 def dies_on_bad_symbol(panel: Panel, params: IndicatorParams, out: np.ndarray) -> None:
     """Test kernel: the worker process exits abruptly (like a segfault) on ``BAD``."""
     if BAD in panel.symbols:
         os._exit(3)
-    numba_fused.compute_serial(panel, params, out)
+    numba_parallel.compute_serial(panel, params, out)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_sub_panels_cover_the_panel(sample_prices: pd.DataFrame) -> None:
 
 
 def test_numba_parallel_runs_single_threaded_in_workers() -> None:
-    assert single_thread_compute("numba_parallel") is numba_fused.compute_serial
+    assert single_thread_compute("numba_parallel") is numba_parallel.compute_serial
     assert single_thread_compute(fails_on_bad_symbol) is fails_on_bad_symbol
 
 
@@ -246,8 +246,7 @@ def test_measure_interleaved_alternates_calls() -> None:
 
 
 def test_speedup_table_reports_spread_and_runs() -> None:
-    from nepse_perf.bench.timing import Timing
-    from nepse_perf.parallel import speedup_table
+    from nepse_perf.bench.timing import Timing, speedup_table
 
     runs = {"base": Timing((0.010, 0.012, 0.014, 0.016, 0.018)), "fast": Timing((0.004, 0.005))}
     table = speedup_table(runs, "base")
@@ -266,7 +265,7 @@ def test_speedup_table_reports_spread_and_runs() -> None:
 def test_in_place_thread_chunks_isolate_a_failing_symbol(
     sample_prices: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nepse_perf.parallel as parallel
+    import nepse_perf.engines.pool as parallel
 
     panel = panel_from_frame(sample_prices)
     bad_row = int(panel.offsets[panel.symbols.index(BAD)])
@@ -274,7 +273,7 @@ def test_in_place_thread_chunks_isolate_a_failing_symbol(
     def kernel(*args: object) -> None:
         if bad_row in np.asarray(args[3])[:-1]:
             raise FloatingPointError("injected")
-        numba_fused.fused_panel_serial(*args)
+        numba_parallel.fused_panel_serial(*args)
 
     monkeypatch.setattr(parallel, "_in_place_kernel", lambda compute: kernel)
     got = compute_indicators_parallel(

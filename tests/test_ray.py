@@ -21,7 +21,8 @@ from conftest import assert_matches_talib, free_port, start_logged, talib_refere
 
 from nepse_perf import compute_indicators
 from nepse_perf.data import DataError, sample_path
-from nepse_perf.distributed.ray import (
+from nepse_perf.engines.pool import ParallelError
+from nepse_perf.engines.ray import (
     ADDRESS_ENV,
     compute_indicators_ray,
     configure_environment,
@@ -30,8 +31,7 @@ from nepse_perf.distributed.ray import (
     ray_session,
     run_ray,
 )
-from nepse_perf.indicators import numba_fused
-from nepse_perf.parallel import ParallelError
+from nepse_perf.indicators.backends import numba_parallel
 
 #: Seconds each task sleeps in the fault-tolerance run (25 one-symbol tasks, 2 CPUs).
 PAUSE = 0.4
@@ -82,7 +82,7 @@ class TestLocalRay:
         def fails_on_nabil(panel, params, out) -> None:  # shipped by value (a closure)
             if "NABIL" in panel.symbols:
                 raise ValueError("bad bar")
-            numba_fused.compute_serial(panel, params, out)
+            numba_parallel.compute_serial(panel, params, out)
 
         with pytest.raises(
             ParallelError, match=r"1 symbol\(s\) failed: NABIL: ValueError: bad bar"
@@ -104,8 +104,15 @@ class TestLocalRay:
         with pytest.raises(ValueError, match="unknown backend"):
             compute_indicators_ray(sample_path(), backend="nope")
 
-    def test_task_overhead_is_measurable(self) -> None:
-        assert noop_round_trip(20) > 0 and noop_round_trip(5, one_at_a_time=True) > 0
+    def test_task_overhead_is_per_task(self) -> None:
+        """The figure is seconds per task: n of them fit inside the call's own wall time."""
+        for n, sync in ((20, False), (5, True)):
+            t0 = time.perf_counter()
+            per_task = noop_round_trip(n, one_at_a_time=sync)
+            wall = time.perf_counter() - t0
+            assert 0 < per_task * n <= wall
+        with pytest.raises(ValueError, match="n_tasks"):
+            noop_round_trip(0)
 
 
 # --------------------------------------------------------------------------- a real cluster
@@ -163,7 +170,7 @@ def test_cluster_survives_a_killed_worker_process(
         run_id = uuid.uuid4().hex
         (marks / f"{os.getpid()}.{run_id}.start").touch()
         time.sleep(PAUSE)
-        numba_fused.compute_serial(panel, params, out)
+        numba_parallel.compute_serial(panel, params, out)
         (marks / f"{os.getpid()}.{run_id}.done").touch()
 
     with ray_session() as gcs:  # picks the cluster up from RAY_ADDRESS

@@ -69,8 +69,10 @@ def test_summary_chart_and_files(scaling: pd.DataFrame, tmp_path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="repeat"):
         thread_scaling([100], repeat=0)
-    with pytest.raises(ValueError, match="rows must be positive"):
+    with pytest.raises(ValueError, match=r"rows\[0\] must be an int >= 1, got 0"):
         thread_scaling([0, 10])
+    with pytest.raises(ValueError, match="at least one panel size"):
+        thread_scaling([])
 
 
 def test_cli_bench_scaling(tmp_path, capsys) -> None:

@@ -18,11 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
+from nepse_perf.bench.loadtest import sample_feature_rows
 from nepse_perf.data import load_prices, sample_path
 from nepse_perf.model import FEATURES, feature_frame, load, predict_proba
 from nepse_perf.serving.app import ServeConfig, create_app, onnx_predictor
 from nepse_perf.serving.batcher import MicroBatcher, Overloaded
-from nepse_perf.serving.loadtest import sample_feature_rows
 from nepse_perf.serving.nginx import NginxBalancer, nginx_config
 from nepse_perf.serving.process import ServiceProcess
 
@@ -332,16 +332,19 @@ def test_batcher_runs_one_call_for_concurrent_requests(rows) -> None:
         b = MicroBatcher(predict, max_batch=64, max_wait_ms=10_000, max_queue=64)
         await b.start()
         out = await asyncio.gather(*(b.submit(rows[i : i + 1]) for i in range(64)))
+        b.max_queue = 1
+        waiting = asyncio.ensure_future(b.submit(rows[:1]))  # waits up to 10 s for company
+        await asyncio.sleep(0.01)
+        assert b.queued_rows == 1
         with pytest.raises(Overloaded):
-            b.max_queue = 1
-            b._queued_rows = 1
             await b.submit(rows[:1])
-        b._queued_rows = 0
-        await b.stop()
+        await b.stop()  # finishes the queued request
+        np.testing.assert_array_equal(await waiting, rows[:1].sum(axis=1))
+        assert b.queued_rows == 0
         return out
 
     out = asyncio.run(main())
-    assert calls == [64]
+    assert calls == [64, 1]  # the concurrent 64 in one call, then the queued one at stop
     np.testing.assert_array_equal(np.concatenate(out), rows.sum(axis=1))
 
 

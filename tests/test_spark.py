@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from nepse_perf import compute_indicators
 from nepse_perf.data import DataError, sample_path
-from nepse_perf.distributed.spark import (
+from nepse_perf.engines.spark import (
     MASTER_ENV,
     compute_indicators_spark,
     sma_bbands_spark,
@@ -27,7 +27,7 @@ from nepse_perf.distributed.spark import (
     to_spark,
     tumbling_daily_average,
 )
-from nepse_perf.indicators import numba_fused
+from nepse_perf.indicators.backends import numba_parallel
 
 BANDS = ["sma", "bb_upper", "bb_middle", "bb_lower"]
 
@@ -106,7 +106,7 @@ class TestLocalSpark:
         def fails_on_nabil(panel, params, out) -> None:  # shipped by value (a closure)
             if "NABIL" in panel.symbols:
                 raise ValueError("bad bar")
-            numba_fused.compute_serial(panel, params, out)
+            numba_parallel.compute_serial(panel, params, out)
 
         with pytest.raises(PythonException, match="symbol NABIL: ValueError: bad bar"):
             compute_indicators_spark(sample_prices, spark=spark, backend=fails_on_nabil)

@@ -10,7 +10,9 @@ import talib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nepse_perf.indicators import numba_fused, python_loops, steps, targets
+from nepse_perf.indicators import steps, targets
+from nepse_perf.indicators.backends import numba_parallel
+from nepse_perf.indicators.backends import python as python_backend
 
 
 def drive(ns, n_bars: int, seed: int, level: float = 300.0) -> np.ndarray:
@@ -78,7 +80,7 @@ def test_update_hands_over_to_step_after_the_lookback(n: int) -> None:
 
 def test_lookbacks_match_the_warm_up_of_every_update() -> None:
     out, *_ = drive(steps, 80, seed=1)
-    p = numba_fused.init_states((20, 20, 14, 12, 26, 9, 20, 2.0, 14))
+    p = numba_parallel.init_states((20, 20, 14, 12, 26, 9, 20, 2.0, 14))
     assert len(p) == 6
     lookbacks = [
         steps.sma_lookback(20),
@@ -90,16 +92,16 @@ def test_lookbacks_match_the_warm_up_of_every_update() -> None:
     ]
     for k, lb in enumerate(lookbacks):
         assert int(np.argmax(~np.isnan(out[k]))) == lb, k
-    assert numba_fused.warm_bars((20, 20, 14, 12, 26, 9, 20, 2.0, 14)) == max(lookbacks) + 1
+    assert numba_parallel.warm_bars((20, 20, 14, 12, 26, 9, 20, 2.0, 14)) == max(lookbacks) + 1
 
 
 def test_rebinding_leaves_the_plain_functions_alone() -> None:
-    before = dict(python_loops.rsi_into.__globals__)
-    compiled = targets.njit({"rsi_into": python_loops.rsi_into})["rsi_into"]
+    before = dict(python_backend.rsi_into.__globals__)
+    compiled = targets.njit({"rsi_into": python_backend.rsi_into})["rsi_into"]
     out = np.empty(40)
     compiled(100 + np.arange(40.0), 14, out)
-    assert python_loops.rsi_into.__globals__["steps"] is steps
-    assert dict(python_loops.rsi_into.__globals__) == before
+    assert python_backend.rsi_into.__globals__["steps"] is steps
+    assert dict(python_backend.rsi_into.__globals__) == before
     assert targets.cpu_steps()["steps"].rsi_update is not steps.rsi_update
     assert set(targets.STEP_NAMES) >= {"rsi_update", "bbands_moments", "_bb_block"}
 
@@ -115,3 +117,26 @@ def test_flat_window_gives_exactly_zero_width_and_rsi() -> None:
             assert up == mid == low and mid == pytest.approx(x, rel=1e-14)
         if j >= 14:
             assert r == 0.0
+
+
+def test_layout_names_every_row_parameter_and_state_field() -> None:
+    """The layout module is the one description of the indicator set: its names and widths
+    match the parameters, the output columns and the state tuples the step functions build."""
+    from dataclasses import fields
+
+    from nepse_perf.indicators import layout
+    from nepse_perf.indicators.backends import numba_parallel
+    from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
+
+    assert layout.PARAM_FIELDS == tuple(f.name for f in fields(IndicatorParams))
+    assert IndicatorParams().kernel_args() == tuple(
+        getattr(IndicatorParams(), name) for name in layout.PARAM_FIELDS
+    )
+    assert layout.N_OUT == len(OUTPUT_COLUMNS) == layout.ATR + 1
+    for k, name in enumerate(OUTPUT_COLUMNS):
+        assert getattr(layout, name.upper()) == k
+    states = numba_parallel.DRIVERS["init_states"](IndicatorParams().kernel_args())
+    assert tuple(map(len, states)) == tuple(layout.STATE_WIDTHS.values())
+    assert layout.STATE_WIDTH == sum(layout.STATE_WIDTHS.values())
+    assert states[4][layout.BB_N] == IndicatorParams().bb_period
+    assert states[3][layout.MACD_SLOW_N] == IndicatorParams().macd_slow

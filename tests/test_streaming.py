@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nepse_perf import compute_indicators, synthetic_prices
 from nepse_perf.indicators.params import OUTPUT_COLUMNS
-from nepse_perf.streaming import IndicatorStream, indicators_from_csv, read_price_chunks
+from nepse_perf.indicators.stream import IndicatorStream, indicators_from_csv, read_price_chunks
 
 
 def same(a: pd.DataFrame, b: pd.DataFrame) -> bool:

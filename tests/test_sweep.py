@@ -26,8 +26,8 @@ from nepse_perf.bench.sweep import (
     write_sweep,
 )
 from nepse_perf.cli import main
-from nepse_perf.indicators.gpu_cuda import gpu_available
-from nepse_perf.indicators.numpy_vectorised import to_time_major
+from nepse_perf.indicators.backends.gpu import gpu_available
+from nepse_perf.indicators.backends.numpy import to_time_major
 from nepse_perf.indicators.panel import panel_from_frame
 
 
@@ -135,7 +135,7 @@ def test_cli_sweep(tmp_path, capsys) -> None:
     ("argv", "message"),
     [
         (["--symbols", "3,x"], "whole number"),
-        (["--symbols", "0"], "must be >= 1"),
+        (["--symbols", "0"], "value must be an int >= 1, got 0"),
         (["--backends", "nope"], "unknown backend"),
     ],
 )
@@ -147,7 +147,7 @@ def test_cli_sweep_usage_errors(argv, message, capsys, tmp_path) -> None:
 def test_simulated_gpu_report_on_the_sample() -> None:
     from nepse_perf import compute_indicators, load_prices
     from nepse_perf.data import sample_path
-    from nepse_perf.workbook import checksums
+    from nepse_perf.lessons.workbook import checksums
 
     report = simulated_gpu_report(python_args=["-W", "error"])
     assert report["device"] == "CUDA simulator"

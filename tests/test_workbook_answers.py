@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nepse_perf.workbook import answer_digest, check_answer
+from nepse_perf.lessons.workbook import answer_digest, check_answer
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from nepse_perf.bench.timing import Timing
-from nepse_perf.workbook import median, runs, spread
+from nepse_perf.lessons.workbook import median, runs, spread
 
 
 def test_timing_gives_quartiles_and_repeat_count() -> None:

@@ -9,10 +9,21 @@ CPU against GPU.
 
 from __future__ import annotations
 
-from .machine import Bandwidth, machine_info, memory_bandwidth, pipeline_bound_seconds
-from .report import format_header, format_table, to_markdown, write_reports
-from .runner import SIZES, compare_to_reference, reference_block, run_benchmark, select_backends
-from .sweep import (
+from nepse_perf.bench.machine import (
+    Bandwidth,
+    machine_info,
+    memory_bandwidth,
+    pipeline_bound_seconds,
+)
+from nepse_perf.bench.report import format_header, format_table, to_markdown, write_reports
+from nepse_perf.bench.runner import (
+    SIZES,
+    compare_to_reference,
+    reference_block,
+    run_benchmark,
+    select_backends,
+)
+from nepse_perf.bench.sweep import (
     RECORDED_SWEEP,
     load_recorded_sweep,
     load_sweep,
@@ -21,7 +32,7 @@ from .sweep import (
     simulated_gpu_report,
     write_sweep,
 )
-from .timing import Timing, format_seconds, measure, timed_call
+from nepse_perf.bench.timing import Timing, format_seconds, measure, timed_call
 
 __all__ = [
     "RECORDED_SWEEP",

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from nepse_perf._infra.checks import positive_int
+
 __all__ = [
     "BYTES_PER_ROW",
     "Bandwidth",
@@ -64,8 +66,7 @@ def memory_bandwidth(size_mib: float = 256, repeat: int = 7) -> Bandwidth:
     """
     if not size_mib > 0:
         raise ValueError(f"size_mib must be > 0, got {size_mib!r}")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    repeat = positive_int(repeat, "repeat")
     n = max(1, int(size_mib * 2**20) // 8)
     src = np.ones(n, dtype=np.float64)
     dst = np.zeros(n, dtype=np.float64)
@@ -265,17 +266,17 @@ def gpu_info() -> dict[str, Any] | None:
     ``None`` when numba.cuda finds no GPU; ``{"device": "CUDA simulator"}`` when
     ``NUMBA_ENABLE_CUDASIM=1``.
     """
-    from ..indicators import gpu_cuda
+    from nepse_perf.indicators.backends import gpu
 
-    if not gpu_cuda.gpu_available():
+    if not gpu.gpu_available():
         return None
-    if gpu_cuda.simulator_enabled():
+    if gpu.simulator_enabled():
         return {"device": "CUDA simulator"}
     from numba import cuda
 
     dev = cuda.get_current_device()
     info: dict[str, Any] = {
-        "device": gpu_cuda.device_name(),
+        "device": gpu.device_name(),
         "compute_capability": ".".join(map(str, dev.compute_capability)),
     }
     try:

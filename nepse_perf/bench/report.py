@@ -14,10 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from .timing import format_seconds
+from nepse_perf.bench.timing import format_seconds
 
 __all__ = [
     "TABLE_HEADERS",
+    "diff_bucket",
     "format_header",
     "format_table",
     "table_cells",
@@ -281,3 +282,16 @@ def write_reports(
         "png": write_chart(results, out / "bench.png"),
         "json": write_json(results, machine, out / "bench.json"),
     }
+
+
+def diff_bucket(diff: float) -> str:
+    """An order-of-magnitude label for a difference: ``'0'``, ``'< 1e-11'``, ... ``'NaN mismatch'``.
+
+    Exact last-bit differences can vary between CPUs; the bucket does not (except at a
+    power of ten), so notebooks print the bucket where nbval compares.
+    """
+    if math.isinf(diff):
+        return "NaN mismatch"
+    if diff == 0.0:
+        return "0"
+    return f"< 1e{math.floor(math.log10(diff)) + 1}"

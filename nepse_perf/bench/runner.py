@@ -14,17 +14,21 @@ import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..data.synthetic import SIZES
-from ..indicators.panel import Panel, panel_from_frame
-from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from ..indicators.talib_wrapper import indicators_for_symbol
-from ..pipeline import (
+from nepse_perf._infra.checks import positive_int
+from nepse_perf.bench.machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
+from nepse_perf.bench.timing import format_seconds, timed_call
+from nepse_perf.data.synthetic import SIZES
+from nepse_perf.indicators.backends.talib import indicators_for_symbol
+from nepse_perf.indicators.panel import Panel, panel_from_frame
+from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from nepse_perf.pipeline import (
     BACKENDS,
     compute_indicators,
     compute_panel,
@@ -32,8 +36,6 @@ from ..pipeline import (
     new_block,
     to_panel_order,
 )
-from .machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
-from .timing import format_seconds, timed_call
 
 __all__ = [
     "BASELINE",
@@ -41,6 +43,7 @@ __all__ = [
     "END_TO_END_REUSED_LABEL",
     "FRESH_BLOCK_LABEL",
     "FRESH_LABEL",
+    "FUSED_BACKEND",
     "OVERHEAD_LABEL",
     "PYTHON_MAX_ROWS",
     "RESULT_COLUMNS",
@@ -64,11 +67,24 @@ PYTHON_MAX_ROWS = 2_000_000
 SLOW_CALL_S = 2.0
 SLOW_REPEAT = 3
 
+
+def _threaded_backend() -> str:
+    """The first backend of the registry whose ``compute`` spreads its work over threads."""
+    for name, backend in BACKENDS.items():
+        if backend.threaded:
+            return name
+    raise RuntimeError("no backend in nepse_perf.pipeline.BACKENDS is threaded")
+
+
+#: The fused, threaded kernel (the registry's ``threaded`` backend): besides its own row it
+#: gets the output-block rows (reused, ``np.empty``) and the ``compute_indicators`` rows.
+FUSED_BACKEND = _threaded_backend()
+
 OVERHEAD_LABEL = "frame -> panel -> frame overhead"
-END_TO_END_LABEL = "compute_indicators (numba_parallel)"
-END_TO_END_REUSED_LABEL = "compute_indicators (numba_parallel, out=)"
-REUSED_LABEL = "numba_parallel (reused out)"
-FRESH_LABEL = "numba_parallel (np.empty out)"
+END_TO_END_LABEL = f"compute_indicators ({FUSED_BACKEND})"
+END_TO_END_REUSED_LABEL = f"compute_indicators ({FUSED_BACKEND}, out=)"
+REUSED_LABEL = f"{FUSED_BACKEND} (reused out)"
+FRESH_LABEL = f"{FUSED_BACKEND} (np.empty out)"
 FRESH_BLOCK_LABEL = "np.empty 10 x n block + first touch"
 
 #: Backends compared in the ``speedup_vs_talib`` column.
@@ -187,58 +203,287 @@ def _fresh_block(n_rows: int) -> np.ndarray:
     return np.empty((len(OUTPUT_COLUMNS), n_rows), dtype=np.float64)
 
 
+#: What an entry's check returns: ``(max_abs_diff, nan_match, ok)`` against TA-Lib.
+_Check = Callable[[Any], tuple[float, bool, bool]]
+
+
 @dataclass
 class _Entry:
+    """One timed thing: ``fn`` is called once to warm up, then ``repeats`` times."""
+
     label: str
     kind: str
     description: str
-    fn: Callable[[], Any]
+    fn: Callable[[], Any] | None  # None: timed elsewhere (the gpu phases)
     jit: bool = False
-    check: Callable[[Any], tuple[float, bool, bool]] | None = None
+    check: _Check | None = None
     repeats: int = 0
     first: float = math.nan
     times: list[float] = field(default_factory=list)
     result: tuple[float, bool, bool] | None = None
+
+    def row(self, n_rows: int, bound: float) -> dict:
+        """The entry's result row (:data:`RESULT_COLUMNS`; the speed-ups are filled later)."""
+        median = float(np.median(self.times))
+        diff, nan_match, ok = self.result if self.result is not None else (math.nan, None, None)
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "description": self.description,
+            "jit": self.jit,
+            "repeats": len(self.times),
+            "median_s": median,
+            "best_s": float(min(self.times)),
+            "first_call_s": self.first,
+            "rows_per_s": n_rows / median if median > 0 else math.inf,
+            "speedup_vs_pandas": math.nan,
+            "speedup_vs_talib": math.nan,
+            "bound_s": bound,
+            "x_bandwidth_bound": median / bound,
+            "max_abs_diff": diff,
+            "nan_match": nan_match,
+            "check": "n/a" if ok is None else ("ok" if ok else "FAIL"),
+        }
 
 
 def _gpu_phase_rows(
     panel: Panel, params: IndicatorParams, repeat: int, n_rows: int, bound: float
 ) -> list[dict]:
     """Median host-to-device, kernel and device-to-host seconds of the gpu backend (rows)."""
-    from ..indicators.gpu_cuda import compute_with_timing
+    from nepse_perf.indicators.backends.gpu import compute_with_timing
 
     out = np.empty((10, n_rows))
     compute_with_timing(panel, params, out)  # warm-up (compile)
     phases = [compute_with_timing(panel, params, out) for _ in range(repeat)]
-    rows = []
-    for label, attr in (
-        ("gpu: host -> device copy", "host_to_device"),
-        ("gpu: kernel only", "kernel"),
-        ("gpu: device -> host copy", "device_to_host"),
-    ):
-        times = [getattr(t, attr) for t in phases]
-        median = float(np.median(times))
-        rows.append(
-            {
-                "label": label,
-                "kind": "gpu phase",
-                "description": "one phase of the gpu backend, after cuda.synchronize()",
-                "jit": False,
-                "repeats": len(times),
-                "median_s": median,
-                "best_s": float(min(times)),
-                "first_call_s": math.nan,
-                "rows_per_s": n_rows / median if median > 0 else math.inf,
-                "speedup_vs_pandas": math.nan,
-                "speedup_vs_talib": math.nan,
-                "bound_s": bound,
-                "x_bandwidth_bound": median / bound,
-                "max_abs_diff": math.nan,
-                "nan_match": None,
-                "check": "n/a",
-            }
+    return [
+        _Entry(
+            label=label,
+            kind="gpu phase",
+            description="one phase of the gpu backend, after cuda.synchronize()",
+            fn=None,
+            times=[getattr(t, attr) for t in phases],
+        ).row(n_rows, bound)
+        for label, attr in (
+            ("gpu: host -> device copy", "host_to_device"),
+            ("gpu: kernel only", "kernel"),
+            ("gpu: device -> host copy", "device_to_host"),
         )
-    return rows
+    ]
+
+
+def _as_panel(data: pd.DataFrame | Panel, panel: Panel | None) -> tuple[Panel, pd.DataFrame | None]:
+    """``(panel, prices)`` of ``run_benchmark``'s ``data``: prices is None for a Panel."""
+    if isinstance(data, Panel):
+        return data, None
+    if isinstance(data, pd.DataFrame):
+        return (panel if panel is not None else panel_from_frame(data)), data
+    raise ValueError(f"data must be a price DataFrame or a Panel, got {type(data).__name__}")
+
+
+def _compare_frame(frame: pd.DataFrame, panel: Panel, ref: np.ndarray) -> tuple[float, bool, bool]:
+    """:func:`compare_to_reference` of an indicator frame (frame row order) with ``ref``."""
+    return compare_to_reference(to_panel_order(frame.to_numpy().T, panel), ref)
+
+
+def _backend_entries(
+    names: Sequence[str], panel: Panel, params: IndicatorParams, check: _Check
+) -> list[_Entry]:
+    """One entry per backend of ``names``; the fused backend brings its output-block entries."""
+    entries: list[_Entry] = []
+    for name in names:
+        b = BACKENDS[name]
+        entries.append(
+            _Entry(
+                label=name,
+                kind="backend",
+                description=b.description,
+                fn=lambda name=name: compute_panel(panel, name, params),
+                jit=b.jit,
+                check=check,
+            )
+        )
+        if name == FUSED_BACKEND:
+            entries += _block_entries(panel, params, check)
+    return entries
+
+
+def _block_entries(panel: Panel, params: IndicatorParams, check: _Check) -> list[_Entry]:
+    """The fused backend writing into one reused block and into a fresh ``np.empty`` block,
+    and what such a fresh block costs alone."""
+    n_rows = panel.n_rows
+    jit = BACKENDS[FUSED_BACKEND].jit
+    reused = new_block(n_rows)
+    reused.fill(0.0)  # touched once here, so no timed call pays its page faults
+    return [
+        _Entry(
+            label=REUSED_LABEL,
+            kind="backend",
+            description="the fused kernel writing into one block reused every call",
+            fn=lambda: compute_panel(panel, FUSED_BACKEND, params, out=reused),
+            jit=jit,
+            check=check,
+        ),
+        _Entry(
+            label=FRESH_LABEL,
+            kind="backend",
+            description="the fused kernel writing into a new np.empty block "
+            "(fresh pages: the operating system maps and zeroes each one)",
+            fn=lambda: compute_panel(panel, FUSED_BACKEND, params, out=_fresh_block(n_rows)),
+            jit=jit,
+            check=check,
+        ),
+        _Entry(
+            label=FRESH_BLOCK_LABEL,
+            kind="memory",
+            description="np.empty + fill: what a fresh block costs before any work",
+            fn=lambda: _fresh_block(n_rows).fill(0.0),
+        ),
+    ]
+
+
+def _frame_entries(
+    frame: pd.DataFrame,
+    panel: Panel,
+    params: IndicatorParams,
+    ref: np.ndarray,
+    names: Sequence[str],
+) -> list[_Entry]:
+    """The frame -> panel -> frame overhead and, when the fused backend runs, the public
+    entry point end to end (a fresh and a reused ``out=`` block)."""
+    entries = [
+        _Entry(
+            label=OVERHEAD_LABEL,
+            kind="overhead",
+            description="panel_from_frame(prices) + scatter/wrap of the 10 x n block",
+            fn=lambda: frame_from_block(ref, panel_from_frame(frame), frame.index),
+        )
+    ]
+    if FUSED_BACKEND not in names:
+        return entries
+    kwargs = params.as_dict()
+    jit = BACKENDS[FUSED_BACKEND].jit
+    check = partial(_compare_frame, panel=panel, ref=ref)
+    frame_out = new_block(panel.n_rows)
+    frame_out.fill(0.0)
+    entries.append(
+        _Entry(
+            label=END_TO_END_LABEL,
+            kind="end-to-end",
+            description="the public entry point: frame in, frame out",
+            fn=lambda: compute_indicators(frame, FUSED_BACKEND, **kwargs),
+            jit=jit,
+            check=check,
+        )
+    )
+    entries.append(
+        _Entry(
+            label=END_TO_END_REUSED_LABEL,
+            kind="end-to-end",
+            description="the public entry point writing into a reused out= block",
+            fn=lambda: compute_indicators(frame, FUSED_BACKEND, out=frame_out, **kwargs),
+            jit=jit,
+            check=check,
+        )
+    )
+    return entries
+
+
+def _warm_up(entries: Sequence[_Entry], repeat: int, notes: list[str], bar: tqdm) -> None:
+    """One call each, checked against TA-Lib; its time is the "first call". A slow non-JIT
+    entry gets ``SLOW_REPEAT`` repeats (a note says so)."""
+    for e in entries:
+        bar.set_description(f"warm-up {e.label}")
+        gc.collect()
+        e.first, out = timed_call(e.fn)
+        if e.check is not None:
+            e.result = e.check(out)
+        del out
+        e.repeats = repeat
+        if not e.jit and e.first > SLOW_CALL_S and repeat > SLOW_REPEAT:
+            e.repeats = SLOW_REPEAT
+            notes.append(
+                f"{e.label}: {SLOW_REPEAT} repeats instead of {repeat} (first call took "
+                f"{format_seconds(e.first)} > {SLOW_CALL_S:g} s)"
+            )
+            bar.total -= repeat - SLOW_REPEAT
+            bar.refresh()
+        bar.update(1)
+
+
+def _time_round_robin(entries: Sequence[_Entry], repeat: int, bar: tqdm) -> None:
+    """The timed repeats: repeat r of every entry before repeat r + 1 of any."""
+    for r in range(repeat):
+        gc.collect()
+        for e in entries:
+            if r >= e.repeats:
+                continue
+            bar.set_description(f"repeat {r + 1}/{repeat} {e.label}")
+            elapsed, out = timed_call(e.fn)
+            del out
+            e.times.append(elapsed)
+            bar.update(1)
+
+
+def _timed_entries(
+    panel: Panel,
+    frame: pd.DataFrame | None,
+    names: Sequence[str],
+    params: IndicatorParams,
+    repeat: int,
+    notes: list[str],
+    progress: bool | None,
+) -> list[_Entry]:
+    """Build every entry (``frame``: with the frame entries), warm them up and time them."""
+    disable = (not progress) if progress is not None else None
+    bar = tqdm(total=1, desc="TA-Lib reference", unit="call", disable=disable, leave=False)
+    try:
+        ref = reference_block(panel, params)
+        bar.update(1)
+        entries = _backend_entries(names, panel, params, partial(compare_to_reference, ref=ref))
+        if frame is not None:
+            entries += _frame_entries(frame, panel, params, ref, names)
+        bar.reset(total=1 + len(entries) * (1 + repeat))
+        bar.update(1)
+        _warm_up(entries, repeat, notes, bar)
+        _time_round_robin(entries, repeat, bar)
+    finally:
+        bar.close()
+    return entries
+
+
+def _add_speedups(results: pd.DataFrame, names: Sequence[str], notes: list[str]) -> None:
+    """Fill ``speedup_vs_pandas`` and ``speedup_vs_talib`` of the timed rows, in place."""
+    timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
+    for baseline, column in ((BASELINE, "speedup_vs_pandas"), (TALIB, "speedup_vs_talib")):
+        if baseline in names:
+            base = float(results.loc[results["label"] == baseline, "median_s"].iloc[0])
+            results.loc[timed, column] = base / results.loc[timed, "median_s"]
+    if BASELINE not in names:
+        notes.append(f"speed-up vs pandas: n/a ({BASELINE} was not run)")
+
+
+def _overhead_note(results: pd.DataFrame) -> str:
+    """The end-to-end minus the kernel time, beside the overhead timed directly."""
+    med = dict(zip(results["label"], results["median_s"], strict=True))
+    return (
+        f"overhead cross-check: compute_indicators - compute_panel ({FUSED_BACKEND}) = "
+        f"{format_seconds(med[END_TO_END_LABEL] - med[FUSED_BACKEND])}; "
+        f"timed directly: {format_seconds(med[OVERHEAD_LABEL])}"
+    )
+
+
+def _timing_note(repeat: int) -> str:
+    """The first note of every run: how each entry was timed."""
+    return (
+        f"each entry: 1 warm-up call (excluded; 'first call' = numba compile or cache load), "
+        f"then up to {repeat} timed calls round-robin across entries; median reported; "
+        "time.perf_counter; garbage collector disabled during each timed call; each call "
+        "gets its output block from the block pool (nepse_perf._blocks: the pages of the "
+        f"previous call's block, already mapped) except '{REUSED_LABEL}' and "
+        f"'{END_TO_END_REUSED_LABEL}', which write into one block touched before timing, and "
+        f"'{FRESH_LABEL}', which writes into a new np.empty block (page faults included); "
+        f"'{FRESH_BLOCK_LABEL}' times such an allocation and its first touch alone"
+    )
 
 
 def run_benchmark(
@@ -258,31 +503,25 @@ def run_benchmark(
     ``data`` is a long price frame (as from ``load_prices``/``synthetic_prices``) or a
     prepared :class:`Panel`. ``backends`` as in :func:`select_backends`; ``repeat`` timed
     calls per entry after one warm-up call (non-JIT entries whose warm-up exceeded
-    ``SLOW_CALL_S`` get at most ``SLOW_REPEAT``; a note says so). For a frame, two more rows
-    are timed when ``overhead``: ``OVERHEAD_LABEL`` (``panel_from_frame`` plus the frame
-    assembly of ``compute_indicators``) and, if ``numba_parallel`` runs, ``END_TO_END_LABEL``.
-    Columns are :data:`RESULT_COLUMNS`: times in seconds, ``rows_per_s`` in rows/s,
-    ``speedup_vs_pandas`` = pandas median / median (NaN without pandas), ``bound_s`` the
-    memory-bandwidth lower bound in seconds and ``x_bandwidth_bound`` = median / bound_s,
-    ``max_abs_diff``/``nan_match``/``check`` ("ok", "FAIL", "n/a") against TA-Lib.
-    ``bandwidth`` defaults to a fresh :func:`memory_bandwidth` measurement (GB/s).
-    ``attrs`` of the result hold ``n_rows``, ``n_symbols``, ``dataset``, ``repeat``,
-    ``bandwidth`` (dict) and ``notes`` (list of str). ``progress=None`` shows a tqdm bar on
-    stderr only when it is a terminal. ``panel`` may pass the Panel already built from a
-    frame ``data`` (it is not rebuilt); ``dataset`` labels the reports.
+    ``SLOW_CALL_S`` get at most ``SLOW_REPEAT``; a note says so). The fused backend
+    (:data:`FUSED_BACKEND`) also gets ``REUSED_LABEL``, ``FRESH_LABEL`` and
+    ``FRESH_BLOCK_LABEL`` rows. For a frame, more rows are timed when ``overhead``:
+    ``OVERHEAD_LABEL`` (``panel_from_frame`` plus the frame assembly of
+    ``compute_indicators``) and, if the fused backend runs, ``END_TO_END_LABEL`` and
+    ``END_TO_END_REUSED_LABEL``. Columns are :data:`RESULT_COLUMNS`: times in seconds,
+    ``rows_per_s`` in rows/s, ``speedup_vs_pandas`` = pandas median / median (NaN without
+    pandas), ``bound_s`` the memory-bandwidth lower bound in seconds and
+    ``x_bandwidth_bound`` = median / bound_s, ``max_abs_diff``/``nan_match``/``check``
+    ("ok", "FAIL", "n/a") against TA-Lib. ``bandwidth`` defaults to a fresh
+    :func:`memory_bandwidth` measurement (GB/s). ``attrs`` of the result hold ``n_rows``,
+    ``n_symbols``, ``dataset``, ``repeat``, ``bandwidth`` (dict) and ``notes`` (list of
+    str). ``progress=None`` shows a tqdm bar on stderr only when it is a terminal.
+    ``panel`` may pass the Panel already built from a frame ``data`` (it is not rebuilt);
+    ``dataset`` labels the reports.
     """
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    positive_int(repeat, "repeat")
     params = params or IndicatorParams()
-    prices: pd.DataFrame | None = None
-    if isinstance(data, Panel):
-        panel = data
-    elif isinstance(data, pd.DataFrame):
-        prices = data
-        if panel is None:
-            panel = panel_from_frame(prices)
-    else:
-        raise ValueError(f"data must be a price DataFrame or a Panel, got {type(data).__name__}")
+    panel, prices = _as_panel(data, panel)
     n_rows = panel.n_rows
     if n_rows == 0:
         raise ValueError("nothing to benchmark: the panel has no rows")
@@ -290,196 +529,17 @@ def run_benchmark(
     if bandwidth is None:
         bandwidth = memory_bandwidth()
     bound = pipeline_bound_seconds(n_rows, bandwidth.copy_gbps)
+    frame = prices if overhead else None
+    entries = _timed_entries(panel, frame, names, params, repeat, notes, progress)
 
-    disable = (not progress) if progress is not None else None
-    bar = tqdm(total=1, desc="TA-Lib reference", unit="call", disable=disable, leave=False)
-    try:
-        ref = reference_block(panel, params)
-        bar.update(1)
-
-        def check_block(out: np.ndarray) -> tuple[float, bool, bool]:
-            return compare_to_reference(out, ref)
-
-        entries: list[_Entry] = []
-        for name in names:
-            b = BACKENDS[name]
-            entries.append(
-                _Entry(
-                    label=name,
-                    kind="backend",
-                    description=b.description,
-                    fn=lambda name=name: compute_panel(panel, name, params),
-                    jit=b.jit,
-                    check=check_block,
-                )
-            )
-            if name == "numba_parallel":
-                reused = new_block(n_rows)
-                reused.fill(0.0)  # touched once here, so no timed call pays its page faults
-                entries.append(
-                    _Entry(
-                        label=REUSED_LABEL,
-                        kind="backend",
-                        description="the fused kernel writing into one block reused every call",
-                        fn=lambda reused=reused: compute_panel(
-                            panel, "numba_parallel", params, out=reused
-                        ),
-                        jit=True,
-                        check=check_block,
-                    )
-                )
-                entries.append(
-                    _Entry(
-                        label=FRESH_LABEL,
-                        kind="backend",
-                        description="the fused kernel writing into a new np.empty block "
-                        "(fresh pages: the operating system maps and zeroes each one)",
-                        fn=lambda: compute_panel(
-                            panel, "numba_parallel", params, out=_fresh_block(n_rows)
-                        ),
-                        jit=True,
-                        check=check_block,
-                    )
-                )
-                entries.append(
-                    _Entry(
-                        label=FRESH_BLOCK_LABEL,
-                        kind="memory",
-                        description="np.empty + fill: what a fresh block costs before any work",
-                        fn=lambda: _fresh_block(n_rows).fill(0.0),
-                    )
-                )
-        if prices is not None and overhead:
-            frame = prices
-            entries.append(
-                _Entry(
-                    label=OVERHEAD_LABEL,
-                    kind="overhead",
-                    description="panel_from_frame(prices) + scatter/wrap of the 10 x n block",
-                    fn=lambda: frame_from_block(ref, panel_from_frame(frame), frame.index),
-                )
-            )
-            if "numba_parallel" in names:
-                kwargs = params.as_dict()
-
-                def check_frame(df: pd.DataFrame) -> tuple[float, bool, bool]:
-                    return compare_to_reference(to_panel_order(df.to_numpy().T, panel), ref)
-
-                entries.append(
-                    _Entry(
-                        label=END_TO_END_LABEL,
-                        kind="end-to-end",
-                        description="the public entry point: frame in, frame out",
-                        fn=lambda: compute_indicators(frame, "numba_parallel", **kwargs),
-                        jit=True,
-                        check=check_frame,
-                    )
-                )
-                frame_out = new_block(n_rows)
-                frame_out.fill(0.0)
-                entries.append(
-                    _Entry(
-                        label=END_TO_END_REUSED_LABEL,
-                        kind="end-to-end",
-                        description="the public entry point writing into a reused out= block",
-                        fn=lambda: compute_indicators(
-                            frame, "numba_parallel", out=frame_out, **kwargs
-                        ),
-                        jit=True,
-                        check=check_frame,
-                    )
-                )
-
-        bar.reset(total=1 + len(entries) * (1 + repeat))
-        bar.update(1)
-        # Warm-up: one call each, checked against TA-Lib; its time is the "first call".
-        for e in entries:
-            bar.set_description(f"warm-up {e.label}")
-            gc.collect()
-            e.first, out = timed_call(e.fn)
-            if e.check is not None:
-                e.result = e.check(out)
-            del out
-            e.repeats = repeat
-            if not e.jit and e.first > SLOW_CALL_S and repeat > SLOW_REPEAT:
-                e.repeats = SLOW_REPEAT
-                notes.append(
-                    f"{e.label}: {SLOW_REPEAT} repeats instead of {repeat} (first call took "
-                    f"{format_seconds(e.first)} > {SLOW_CALL_S:g} s)"
-                )
-                bar.total -= repeat - SLOW_REPEAT
-                bar.refresh()
-            bar.update(1)
-        # Timed repeats, round-robin: repeat r of every entry before repeat r + 1 of any.
-        for r in range(repeat):
-            gc.collect()
-            for e in entries:
-                if r >= e.repeats:
-                    continue
-                bar.set_description(f"repeat {r + 1}/{repeat} {e.label}")
-                elapsed, out = timed_call(e.fn)
-                del out
-                e.times.append(elapsed)
-                bar.update(1)
-    finally:
-        bar.close()
-
-    rows = []
-    for e in entries:
-        median = float(np.median(e.times))
-        diff, nan_match, ok = e.result if e.result is not None else (math.nan, None, None)
-        rows.append(
-            {
-                "label": e.label,
-                "kind": e.kind,
-                "description": e.description,
-                "jit": e.jit,
-                "repeats": len(e.times),
-                "median_s": median,
-                "best_s": float(min(e.times)),
-                "first_call_s": e.first,
-                "rows_per_s": n_rows / median if median > 0 else math.inf,
-                "speedup_vs_pandas": math.nan,
-                "speedup_vs_talib": math.nan,
-                "bound_s": bound,
-                "x_bandwidth_bound": median / bound,
-                "max_abs_diff": diff,
-                "nan_match": nan_match,
-                "check": "n/a" if ok is None else ("ok" if ok else "FAIL"),
-            }
-        )
+    rows = [e.row(n_rows, bound) for e in entries]
     if "gpu" in names:
         rows.extend(_gpu_phase_rows(panel, params, repeat, n_rows, bound))
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    if BASELINE in names:
-        base = float(results.loc[results["label"] == BASELINE, "median_s"].iloc[0])
-        timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
-        results.loc[timed, "speedup_vs_pandas"] = base / results.loc[timed, "median_s"]
-    else:
-        notes.append(f"speed-up vs pandas: n/a ({BASELINE} was not run)")
-    timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
-    if TALIB in names:
-        base = float(results.loc[results["label"] == TALIB, "median_s"].iloc[0])
-        results.loc[timed, "speedup_vs_talib"] = base / results.loc[timed, "median_s"]
-
-    if prices is not None and overhead and "numba_parallel" in names:
-        med = dict(zip(results["label"], results["median_s"], strict=True))
-        notes.append(
-            "overhead cross-check: compute_indicators - compute_panel (numba_parallel) = "
-            f"{format_seconds(med[END_TO_END_LABEL] - med['numba_parallel'])}; "
-            f"timed directly: {format_seconds(med[OVERHEAD_LABEL])}"
-        )
-    notes.insert(
-        0,
-        f"each entry: 1 warm-up call (excluded; 'first call' = numba compile or cache load), "
-        f"then up to {repeat} timed calls round-robin across entries; median reported; "
-        "time.perf_counter; garbage collector disabled during each timed call; each call "
-        "gets its output block from the block pool (nepse_perf.blocks: the pages of the "
-        f"previous call's block, already mapped) except '{REUSED_LABEL}' and "
-        f"'{END_TO_END_REUSED_LABEL}', which write into one block touched before timing, and "
-        f"'{FRESH_LABEL}', which writes into a new np.empty block (page faults included); "
-        f"'{FRESH_BLOCK_LABEL}' times such an allocation and its first touch alone",
-    )
+    _add_speedups(results, names, notes)
+    if frame is not None and FUSED_BACKEND in names:
+        notes.append(_overhead_note(results))
+    notes.insert(0, _timing_note(repeat))
     results.attrs.update(
         {
             "n_rows": n_rows,

@@ -1,9 +1,10 @@
 """How the fused kernel scales with rows and threads, against the memory-bandwidth bound.
 
-:func:`thread_scaling` times backend ``numba_parallel`` on synthetic panels of 1e4 to 1e7
-rows (symbols of ``days`` bars each), with 1 and 2 Numba threads, writing into three kinds
-of output block: one reused block (touched before timing), a block from the block pool
-(what ``compute_panel`` does by default) and a new ``np.empty`` block (fresh pages). The
+:func:`thread_scaling` times the fused kernel (:data:`SCALING_BACKEND`, the registry's
+``threaded`` backend) on synthetic panels of 1e4 to 1e7 rows (symbols of ``days`` bars
+each), with 1 and 2 Numba threads, writing into three kinds of output block: one reused
+block (touched before timing), a block from the block pool (what ``compute_panel`` does by
+default) and a new ``np.empty`` block (fresh pages). The
 variants of one size run interleaved (:func:`~nepse_perf.bench.timing.measure_interleaved`),
 so a busy spell on a shared machine hits them alike. Times are nanoseconds per row next to
 the bound (rows x 13 float64 series / copy bandwidth). :func:`plot_scaling` draws the chart
@@ -20,15 +21,18 @@ import numba
 import numpy as np
 import pandas as pd
 
-from ..indicators.panel import Panel, panel_from_arrays
-from ..indicators.params import IndicatorParams
-from ..pipeline import compute_panel, new_block
-from .machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
-from .report import _jsonable
-from .timing import measure_interleaved
+from nepse_perf._infra.checks import positive_int
+from nepse_perf.bench.machine import Bandwidth, memory_bandwidth, pipeline_bound_seconds
+from nepse_perf.bench.report import _jsonable
+from nepse_perf.bench.runner import FUSED_BACKEND
+from nepse_perf.bench.timing import measure_interleaved
+from nepse_perf.indicators.panel import Panel, panel_from_arrays
+from nepse_perf.indicators.params import IndicatorParams
+from nepse_perf.pipeline import compute_panel, new_block
 
 __all__ = [
     "OUTPUTS",
+    "SCALING_BACKEND",
     "SCALING_ROWS",
     "plot_scaling",
     "random_walk_panel",
@@ -39,6 +43,9 @@ __all__ = [
 
 #: Panel sizes (rows) of the default scaling run.
 SCALING_ROWS: tuple[int, ...] = (10_000, 100_000, 1_000_000, 10_000_000)
+
+#: The backend timed: the registry's threaded one, whose compute uses Numba's thread count.
+SCALING_BACKEND = FUSED_BACKEND
 
 #: The output blocks compared: label -> how each call gets its block.
 OUTPUTS: tuple[str, ...] = ("reused out", "pooled out", "np.empty out")
@@ -65,10 +72,10 @@ def random_walk_panel(n_rows: int, days: int = 2_500, seed: int = 0) -> Panel:
 def _variants(panel: Panel, params: IndicatorParams, reused: np.ndarray) -> dict:
     """The three timed calls of one panel, keyed by :data:`OUTPUTS`."""
     return {
-        "reused out": lambda: compute_panel(panel, "numba_parallel", params, out=reused),
-        "pooled out": lambda: compute_panel(panel, "numba_parallel", params),
+        "reused out": lambda: compute_panel(panel, SCALING_BACKEND, params, out=reused),
+        "pooled out": lambda: compute_panel(panel, SCALING_BACKEND, params),
         "np.empty out": lambda: compute_panel(
-            panel, "numba_parallel", params, out=np.empty_like(reused)
+            panel, SCALING_BACKEND, params, out=np.empty_like(reused)
         ),
     }
 
@@ -82,7 +89,7 @@ def thread_scaling(
     bandwidth: Bandwidth | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Median, quartiles and best time of ``numba_parallel`` per rows x threads x output block.
+    """Median, quartiles and best time of :data:`SCALING_BACKEND` per rows x threads x output.
 
     Columns: ``n_rows``, ``threads``, ``output`` (one of :data:`OUTPUTS`), ``repeats``,
     ``median_s``, ``q1_s``, ``q3_s``, ``best_s`` (seconds), ``ns_per_row`` (median),
@@ -90,11 +97,11 @@ def thread_scaling(
     skipped (``attrs["notes"]`` says so); the thread count is restored afterwards.
     ``bandwidth`` defaults to a fresh :func:`memory_bandwidth` measurement.
     """
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
-    bad = [r for r in rows if isinstance(r, bool) or not isinstance(r, int) or r < 1]
-    if bad or not rows:
-        raise ValueError(f"rows must be positive integers, got {list(rows)!r}")
+    positive_int(repeat, "repeat")
+    if not rows:
+        raise ValueError("rows must name at least one panel size, got none")
+    for i, r in enumerate(rows):
+        positive_int(r, f"rows[{i}]")
     bandwidth = bandwidth or memory_bandwidth()
     usable = numba.config.NUMBA_NUM_THREADS
     notes = (
@@ -176,7 +183,7 @@ def plot_scaling(results: pd.DataFrame, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("rows in the panel")
     ax.set_ylabel("ns per row (median; bars: IQR)")
-    ax.set_title("numba_parallel: time per row against panel size and threads")
+    ax.set_title(f"{SCALING_BACKEND}: time per row against panel size and threads")
     ax.legend(fontsize=7, ncol=2)
     return ax
 

@@ -27,13 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import synthetic_prices
-from ..indicators.panel import Panel, panel_from_frame
-from ..indicators.params import IndicatorParams
-from ..pipeline import BACKENDS, compute_panel
-from .report import _jsonable
-from .runner import compare_to_reference, reference_block, select_backends
-from .timing import format_seconds, timed_call
+from nepse_perf._infra.checks import positive_int
+from nepse_perf.bench.report import _jsonable
+from nepse_perf.bench.runner import compare_to_reference, reference_block, select_backends
+from nepse_perf.bench.timing import format_seconds, timed_call
+from nepse_perf.data import synthetic_prices
+from nepse_perf.indicators.layout import N_OUT
+from nepse_perf.indicators.panel import Panel, panel_from_frame
+from nepse_perf.indicators.params import IndicatorParams
+from nepse_perf.pipeline import BACKENDS, compute_panel
 
 __all__ = [
     "GPU_PHASES",
@@ -103,9 +105,9 @@ def _label(engine: str, dtype: str | None, phase: str) -> str:
 
 
 def _gpu_call(panel: Panel, params: IndicatorParams, dtype: type) -> tuple[np.ndarray, Any]:
-    from ..indicators.gpu_cuda import compute_with_timing
+    from nepse_perf.indicators.backends.gpu import compute_with_timing
 
-    out = np.empty((10, panel.n_rows))
+    out = np.empty((N_OUT, panel.n_rows))
     return out, compute_with_timing(panel, params, out, dtype)
 
 
@@ -223,16 +225,15 @@ def panel_size_sweep(
     the results so far after each size (the command line saves them, so that a run cut short
     keeps its finished sizes).
     """
-    from ..indicators import gpu_cuda
-    from .machine import gpu_info, machine_info
+    from nepse_perf.bench.machine import gpu_info, machine_info
+    from nepse_perf.indicators.backends import gpu
 
-    counts = sorted({int(c) for c in symbol_counts})
-    if not counts or counts[0] < 1:
-        raise ValueError(f"symbol_counts must be integers >= 1, got {list(symbol_counts)!r}")
-    if isinstance(n_days, bool) or not isinstance(n_days, int) or n_days < 1:
-        raise ValueError(f"n_days must be an int >= 1, got {n_days!r}")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    given = list(symbol_counts)
+    counts = sorted({positive_int(c, "each of symbol_counts") for c in given})
+    if not counts:
+        raise ValueError(f"symbol_counts must hold at least one count, got {given!r}")
+    n_days = positive_int(n_days, "n_days")
+    repeat = positive_int(repeat, "repeat")
     if backends is None:
         backends = ["numba_parallel", "talib"] + (["gpu"] if BACKENDS["gpu"].available() else [])
     names, _ = select_backends(list(backends), 0)
@@ -241,7 +242,7 @@ def panel_size_sweep(
     say = progress or (lambda msg: None)
     has_gpu = "gpu" in names
     attrs: dict[str, Any] = {
-        "device": gpu_cuda.device_name() if has_gpu else None,
+        "device": gpu.device_name() if has_gpu else None,
         "gpu": gpu_info() if has_gpu else None,
         "machine": None,
         "date": _dt.date.today().isoformat(),
@@ -420,16 +421,17 @@ import numpy as np
 from nepse_perf import compute_indicators, load_prices
 from nepse_perf.data import sample_path
 from nepse_perf.indicators import IndicatorParams, panel_from_frame
-from nepse_perf.indicators.gpu_cuda import compute_with_timing, device_name
+from nepse_perf.indicators.layout import N_OUT
+from nepse_perf.indicators.backends.gpu import compute_with_timing, device_name
 from nepse_perf.pipeline import to_panel_order
-from nepse_perf.workbook import agrees, checksums, max_abs_diff
+from nepse_perf.lessons.workbook import agrees, checksums, max_abs_diff
 
 prices = load_prices(sample_path())
 gpu = compute_indicators(prices, "gpu")
 ref = compute_indicators(prices, "talib")
 panel = panel_from_frame(prices)
 ref_block = to_panel_order(ref.to_numpy().T, panel)
-out32 = np.empty((10, panel.n_rows))
+out32 = np.empty((N_OUT, panel.n_rows))
 compute_with_timing(panel, IndicatorParams(), out32, dtype=np.float32)
 sums = checksums(gpu)
 print(json.dumps({

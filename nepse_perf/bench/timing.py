@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from nepse_perf._infra.checks import non_negative_int, positive_int
+
 __all__ = [
     "Timing",
     "format_seconds",
@@ -125,10 +127,8 @@ def measure(
     function), the median and best of the repeats are the figures to report. All values
     are seconds. ``repeat`` must be >= 1 and ``warmup`` >= 0 (ValueError otherwise).
     """
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    repeat = positive_int(repeat, "repeat")
+    warmup = non_negative_int(warmup, "warmup")
     gc.collect()
     first: float | None = None
     for i in range(warmup):
@@ -156,10 +156,8 @@ def measure_interleaved(
     (the first warm-up call of each function is kept as ``Timing.first``). Returns
     name -> :class:`Timing`, in seconds.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    rounds = positive_int(rounds, "rounds")
+    warmup = non_negative_int(warmup, "warmup")
     first: dict[str, float] = {}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(warmup + rounds):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..indicators.panel import Panel, panel_from_frame
-from ..indicators.params import OUTPUT_COLUMNS, IndicatorParams
-from ..pipeline import compute_panel, frame_from_block, get_backend
-from .keys import indicator_key
-from .stores import Cache, MemoryCache
+from nepse_perf.cache.keys import indicator_key
+from nepse_perf.cache.stores import Cache, MemoryCache
+from nepse_perf.indicators.panel import Panel, panel_from_frame
+from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from nepse_perf.pipeline import DEFAULT_BACKEND, compute_panel, frame_from_block, get_backend
 
 __all__ = ["cached_indicators", "default_cache", "key_for", "panel_frame"]
 
@@ -31,7 +31,7 @@ def default_cache() -> MemoryCache:
     return _DEFAULT
 
 
-def key_for(prices: pd.DataFrame, backend: str = "numba_parallel", **params: float) -> str:
+def key_for(prices: pd.DataFrame, backend: str = DEFAULT_BACKEND, **params: float) -> str:
     """The cache key ``cached_indicators`` would use for these prices, backend and parameters.
 
     Use it to :meth:`~.stores.Cache.invalidate` an entry explicitly.
@@ -51,7 +51,7 @@ def panel_frame(block: np.ndarray, panel: Panel, index: pd.Index) -> pd.DataFram
 
 def cached_indicators(
     prices: pd.DataFrame,
-    backend: str = "numba_parallel",
+    backend: str = DEFAULT_BACKEND,
     cache: Cache | None = None,
     **params: float,
 ) -> pd.DataFrame:

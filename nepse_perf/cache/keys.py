@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..indicators.panel import Panel
-from ..indicators.params import IndicatorParams
+from nepse_perf.indicators.panel import Panel
+from nepse_perf.indicators.params import IndicatorParams
 
 __all__ = ["KERNEL_VERSION", "code_version", "hash_arrays", "indicator_key"]
 

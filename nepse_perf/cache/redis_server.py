@@ -13,11 +13,13 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.ports import free_port
+from nepse_perf._infra.process import ChildProcess, ProcessDiedError, ProcessTimeoutError
 
 __all__ = [
     "REQUIRE_VARIABLE",
@@ -54,13 +56,6 @@ def redis_server_binary() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ping(port: int, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -68,16 +63,6 @@ def _ping(port: int, timeout: float = 0.2) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # redis-server shuts down cleanly on SIGTERM (nothing to save)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
 
 
 @contextlib.contextmanager
@@ -92,47 +77,55 @@ def private_redis(
     :class:`RedisUnavailableError` if the binary is missing or the server does not answer
     PING within ``startup_timeout`` seconds (after ``attempts`` tries on fresh ports).
     """
+    attempts = positive_int(attempts, "attempts")
     binary = binary or redis_server_binary()
     if binary is None:
         raise RedisUnavailableError("redis-server is not installed (apt-get install redis-server)")
     with tempfile.TemporaryDirectory(prefix="nepse-perf-redis-") as workdir:
         log = Path(workdir) / "redis.log"
+        last = ""
         for _ in range(attempts):
             port = free_port()
-            cmd = [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-                "--logfile",
-                str(log),
-                "--daemonize",
-                "no",
-            ]
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            server = ChildProcess(
+                _redis_command(binary, port, workdir, log),
+                name="redis-server",
+                log=Path(workdir) / "stdout.log",
+                tail_files=[log],
             )
-            try:
-                deadline = time.monotonic() + startup_timeout
-                while proc.poll() is None and time.monotonic() < deadline:
-                    if _ping(port):
-                        break
-                    time.sleep(0.02)
-                else:
-                    continue  # exited (port taken?) or too slow: try another port
+            try:  # redis-server shuts down cleanly on SIGTERM (nothing to save)
+                try:
+                    server.start().wait_ready(
+                        lambda port=port: _ping(port), startup_timeout, what="answering PING"
+                    )
+                except (ProcessDiedError, ProcessTimeoutError) as exc:
+                    last = str(exc)  # exited (port taken?) or too slow: try another port
+                    continue
                 yield f"redis://127.0.0.1:{port}/0"
                 return
             finally:
-                _stop(proc)
-        tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
-        raise RedisUnavailableError(f"redis-server did not start on 127.0.0.1: {tail}")
+                server.stop(grace=5.0)
+        raise RedisUnavailableError(f"redis-server did not start on 127.0.0.1: {last}")
+
+
+def _redis_command(binary: str, port: int, workdir: str, log: Path) -> list[str]:
+    """``redis-server`` on 127.0.0.1:``port``: no persistence, logs to ``log``, foreground."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+        "--logfile",
+        str(log),
+        "--daemonize",
+        "no",
+    ]
 
 
 @contextlib.contextmanager

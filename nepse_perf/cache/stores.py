@@ -11,7 +11,6 @@ computes the result itself. A value that does not decode is dropped and counted 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 import warnings
@@ -24,7 +23,9 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .codec import CacheFormatError, decode_array, encode_array
+from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.files import atomic_write_bytes
+from nepse_perf.cache.codec import CacheFormatError, decode_array, encode_array
 
 __all__ = [
     "Cache",
@@ -229,9 +230,7 @@ class MemoryCache(Cache):
         self, max_entries: int = 128, max_bytes: int | None = None, ttl: float | None = None
     ) -> None:
         super().__init__(ttl)
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
+        self.max_entries = positive_int(max_entries, "max_entries")
         self.max_bytes = max_bytes
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._size = 0
@@ -284,8 +283,9 @@ class MemoryCache(Cache):
 class DiskCache(Cache):
     """A directory of ``<key>.npy`` files (two-character subfolders), shared across processes.
 
-    Files are written to a temporary name and renamed into place, so a reader in another
-    process (or after a kernel restart) sees a whole file or none. With a ``ttl`` an entry
+    Files are written to a temporary name, fsynced and renamed into place
+    (``nepse_perf._infra.files``), so a reader in another process (or after a kernel
+    restart or a crash) sees a whole file or none. With a ``ttl`` an entry
     older than ``ttl`` seconds (file modification time) is a miss and is deleted. Only
     ``*.npy`` files under ``directory`` are ever read or removed.
     """
@@ -317,14 +317,7 @@ class DiskCache(Cache):
     def _save(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, data)  # ".tmp-<key>.npy.<random>": never matches *.npy
 
     def _delete(self, key: str) -> bool:
         try:

@@ -1,18 +1,16 @@
-"""Cloud scaling, measured: the resumable spot batch job, checkpoint intervals, costs, serverless.
+"""Cloud scaling, the deployable half: the resumable spot batch job and a serverless handler.
 
 * :mod:`.batch` the nightly job (chunked, atomic, manifest, resumable, SIGTERM-aware);
-* :mod:`.checkpoint` Young/Daly's checkpoint interval and a simulation of interrupted runs;
-* :mod:`.costs` the dated instance table, cost per million predictions, right-sizing,
-  serverless break-even;
-* :mod:`.handler` a Lambda-style ``handler(event, context)``; :mod:`.coldstart` cold-start
-  and deployable-size measurements in fresh subprocesses.
+* :mod:`.handler` a Lambda-style ``handler(event, context)``.
 
-``nepse_perf.cloud.handler`` is the handler function itself (re-exported here), so a function
-configuration can name ``nepse_perf.cloud.handler``.
+The lessons around them (Young/Daly's checkpoint interval and its simulation, the dated cost
+tables, cold-start and deployable-size measurements) are in :mod:`nepse_perf.lessons`
+(``checkpoint``, ``costs``, ``coldstart``). ``nepse_perf.cloud.handler`` is the handler
+function itself (re-exported here), so a function configuration can name it.
 """
 
-from .batch import BatchError, BatchResult, read_output, run_batch, verify_output
-from .handler import handler
+from nepse_perf.cloud.batch import BatchError, BatchResult, read_output, run_batch, verify_output
+from nepse_perf.cloud.handler import handler
 
 __all__ = [
     "BatchError",

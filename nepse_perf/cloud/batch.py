@@ -4,8 +4,9 @@
 the close rises) for every symbol of ``load_prices(INPUT)`` and writes one Parquet file per
 chunk of ``chunk_symbols`` symbols (symbols in sorted order) into ``OUT``:
 
-* each chunk goes to a hidden temporary file (``.tmp-...``), is flushed and fsynced, then
-  renamed to ``chunk-NNNNN.parquet`` (``os.replace`` is atomic on one file system);
+* each chunk goes to a hidden temporary file (``.tmp-...``), is fsynced, renamed to
+  ``chunk-NNNNN.parquet`` (``os.replace`` is atomic on one file system) and the directory
+  fsynced (``nepse_perf._infra.files.atomic_write``);
 * ``manifest.json`` (rewritten the same way after every chunk) records the job's key (a
   SHA-256 of the input's content, the parameters and the code version) and, per finished
   chunk, its symbols, row count and the SHA-256 of its file;
@@ -35,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.files import atomic_write, atomic_write_text
+from nepse_perf.pipeline import DEFAULT_BACKEND
+
 __all__ = [
     "MANIFEST",
     "BatchError",
@@ -58,13 +63,14 @@ _DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Package sources whose text decides the numbers a chunk holds (the "code version").
 _CODE_FILES = (
     "indicators/steps.py",
+    "indicators/layout.py",
     "indicators/targets.py",
-    "indicators/numba_fused.py",
-    "indicators/numba_kernels.py",
-    "indicators/python_loops.py",
-    "indicators/numpy_vectorised.py",
-    "indicators/pandas_groupby.py",
-    "indicators/talib_wrapper.py",
+    "indicators/backends/numba_parallel.py",
+    "indicators/backends/numba.py",
+    "indicators/backends/python.py",
+    "indicators/backends/numpy.py",
+    "indicators/backends/pandas.py",
+    "indicators/backends/talib.py",
     "indicators/params.py",
     "indicators/panel.py",
     "pipeline.py",
@@ -119,7 +125,7 @@ def code_version() -> str:
     Part of the job key: outputs written by other kernels or feature definitions are not
     mixed with new ones in one output directory.
     """
-    from .. import __version__
+    from nepse_perf import __version__
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
@@ -168,34 +174,9 @@ def input_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` a hidden temporary beside ``path``, fsync it, rename it over ``path``."""
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _write_manifest(out: Path, manifest: dict) -> None:
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-    _atomic_write(out / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(out / MANIFEST, text, prefix=TMP_PREFIX)
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -235,14 +216,14 @@ def _own_files(out: Path) -> list[Path]:
 def _chunk_frame(
     prices: pd.DataFrame, backend: str, params: dict, model, model_column: str
 ) -> pd.DataFrame:
-    from ..pipeline import compute_indicators
+    from nepse_perf.pipeline import compute_indicators
 
     table = prices.reset_index(drop=True)
     if model is None:
         ind = compute_indicators(table, backend, **params)
         frame = table.join(ind)
     else:
-        from ..model import feature_frame, predict_proba
+        from nepse_perf.model import feature_frame, predict_proba
 
         feats = feature_frame(table, backend=backend, **params)
         frame = table.join(feats)
@@ -255,12 +236,218 @@ def _chunk_frame(
     return frame
 
 
+@dataclass
+class _Job:
+    """A checked job: where it reads and writes, how it computes, and its key."""
+
+    source: Path
+    out: Path
+    chunk_symbols: int
+    backend: str
+    params: dict
+    model: object | None
+    spec: dict  # what the manifest records as "job"
+    key: str  # SHA-256 of ``spec`` without the input's path
+
+
+def _checked_settings(chunk_symbols: int, backend: str, params: dict | None) -> tuple[int, dict]:
+    """``chunk_symbols`` and the full indicator parameters, or :class:`BatchError`."""
+    from nepse_perf.indicators.params import IndicatorParams
+    from nepse_perf.pipeline import BACKENDS
+
+    try:
+        chunk_symbols = positive_int(chunk_symbols, "chunk_symbols")
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
+    if backend not in BACKENDS:
+        raise BatchError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+    try:
+        full = dataclasses.asdict(IndicatorParams.from_kwargs(**dict(params or {})))
+    except (TypeError, ValueError) as exc:
+        raise BatchError(f"indicator parameters: {exc}") from None
+    return chunk_symbols, full
+
+
+def _load_model(model_dir: str | os.PathLike[str] | None) -> tuple[object | None, str | None]:
+    """The saved model of ``model_dir`` and its ONNX SHA-256 (both None without a model)."""
+    if model_dir is None:
+        return None, None
+    from nepse_perf.model import ModelFileError, load
+
+    try:
+        model = load(model_dir, threads=1)
+    except ModelFileError as exc:
+        raise BatchError(f"--predict: {exc}") from None
+    meta = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
+    return model, meta["onnx_sha256"]
+
+
+def _define_job(
+    source: Path,
+    out: Path,
+    settings: tuple[int, str, dict],
+    model_dir: str | os.PathLike[str] | None,
+) -> _Job:
+    """Hash the input, load the model and derive the job key (everything but the path)."""
+    chunk_symbols, backend, params = settings
+    digest = input_digest(source)
+    model, model_sha = _load_model(model_dir)
+    spec = {
+        "input": str(source),
+        "input_sha256": digest,
+        "chunk_symbols": chunk_symbols,
+        "backend": backend,
+        "params": params,
+        "model_sha256": model_sha,
+        "code_version": code_version(),
+    }
+    key = hashlib.sha256(
+        json.dumps({k: v for k, v in spec.items() if k != "input"}, sort_keys=True).encode()
+    ).hexdigest()
+    return _Job(source, out, chunk_symbols, backend, params, model, spec, key)
+
+
+def _claim_output(job: _Job, force: bool) -> dict | None:
+    """Make ``job.out`` ours: its manifest (None when new), strays removed; else BatchError.
+
+    ``out`` must be a directory that is empty or holds this job's manifest; ``force``
+    deletes this program's own files there first. Temporaries of a run that died are
+    deleted.
+    """
+    out = job.out
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = None if force else _read_manifest(out)
+    if force:
+        for p in _own_files(out):
+            p.unlink()
+    if manifest is not None and manifest.get("key") != job.key:
+        old = manifest.get("job", {})
+        changed = sorted(k for k in job.spec if k != "input" and old.get(k) != job.spec[k])
+        raise BatchError(
+            f"{out / MANIFEST}: belongs to another job (changed: {', '.join(changed) or 'key'}); "
+            "nothing overwritten (use --force to start over, or another --out)"
+        )
+    for p in out.iterdir():  # the temporary of a chunk in flight when a run died
+        if p.name.startswith(TMP_PREFIX):
+            p.unlink()
+    if manifest is None:
+        others = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST,))
+        if others:
+            raise BatchError(
+                f"--out {out}: not empty and has no {MANIFEST} (holds {', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); nothing overwritten"
+            )
+    return manifest
+
+
+def _load_input(source: Path) -> pd.DataFrame:
+    """``load_prices(source)``, its errors as :class:`BatchError`; refuses an empty table."""
+    from nepse_perf.data import DataError, load_prices
+
+    try:
+        prices = load_prices(source)
+    except (DataError, ValueError) as exc:
+        raise BatchError(str(exc)) from None
+    except OSError as exc:
+        raise BatchError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if len(prices) == 0:
+        raise BatchError(f"{source}: no price rows")
+    return prices
+
+
+def _recheck_finished(out: Path, manifest: dict, n_chunks: int, result: BatchResult) -> None:
+    """Forget finished chunks whose file is gone or fails its hash; note every chunk to redo.
+
+    Drops such entries from ``manifest`` (rewritten if any was dropped) and records why in
+    ``result.redone``, with chunk files on disk that the manifest never recorded.
+    """
+    finished: dict = manifest["chunks"]
+    for name, entry in list(finished.items()):
+        path = out / entry["file"]
+        if not path.is_file():
+            result.redone[int(name)] = "file missing"
+            del finished[name]
+        elif _sha256_file(path) != entry["sha256"]:
+            result.redone[int(name)] = "SHA-256 differs from the manifest"
+            del finished[name]
+    if result.redone:
+        _write_manifest(out, manifest)
+    for i in range(n_chunks):
+        if str(i) not in finished and (out / chunk_name(i)).exists():
+            result.redone.setdefault(i, "written but not in the manifest (run died)")
+
+
+def _checkpoint_chunk(
+    out: Path, manifest: dict, index: int, members: list[str], frame: pd.DataFrame
+) -> tuple[float, float]:
+    """Write chunk ``index`` durably and record it in the manifest; (write_s, checkpoint_s).
+
+    ``write_s`` is the Parquet encoding (the output itself, which a job without checkpoints
+    pays too); ``checkpoint_s`` the price of resumability: fsync, atomic rename, directory
+    fsync, the file's SHA-256 and the manifest's rewrite.
+    """
+    path = out / chunk_name(index)
+    encoded: list[float] = []
+
+    def write(tmp: Path) -> None:
+        frame.to_parquet(tmp, index=False)
+        encoded.append(time.perf_counter())
+
+    t_write = time.perf_counter()
+    atomic_write(path, write, prefix=TMP_PREFIX)
+    manifest["chunks"][str(index)] = {
+        "file": path.name,
+        "sha256": _sha256_file(path),
+        "rows": len(frame),
+        "symbols": members,
+    }
+    _write_manifest(out, manifest)
+    t_done = time.perf_counter()
+    return encoded[0] - t_write, t_done - encoded[0]
+
+
+def _run_chunks(
+    job: _Job,
+    prices: pd.DataFrame,
+    chunks: list[list[str]],
+    manifest: dict,
+    result: BatchResult,
+    stop: Callable[[], bool],
+    say: Callable[[str], None],
+) -> None:
+    """Compute and checkpoint every unfinished chunk in order, until done or ``stop()``."""
+    finished: dict = manifest["chunks"]
+    by_symbol = prices.assign(symbol=prices["symbol"].astype(str)).groupby("symbol", sort=False)
+    positions = by_symbol.indices
+    for i, members in enumerate(chunks):
+        if str(i) in finished:
+            result.skipped.append(i)
+            continue
+        if stop():
+            result.stopped = True
+            say(f"stop requested: {len(finished)}/{len(chunks)} chunks finished")
+            return
+        t_start = time.perf_counter()
+        rows = np.concatenate([positions[s] for s in members])
+        chunk = prices.iloc[np.sort(rows)]
+        frame = _chunk_frame(chunk, job.backend, job.params, job.model, "p_up")
+        compute_s = time.perf_counter() - t_start
+        write_s, checkpoint_s = _checkpoint_chunk(job.out, manifest, i, members, frame)
+        result.done.append(i)
+        result.compute_s.append(compute_s)
+        result.write_s.append(write_s)
+        result.checkpoint_s.append(checkpoint_s)
+        say(f"chunk {i + 1}/{len(chunks)}: {len(members)} symbols, {len(frame):,} rows")
+
+
 def run_batch(
     input_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     chunk_symbols: int = 50,
-    backend: str = "numba_parallel",
+    backend: str = DEFAULT_BACKEND,
     model_dir: str | os.PathLike[str] | None = None,
     params: dict | None = None,
     force: bool = False,
@@ -277,152 +464,29 @@ def run_batch(
     other files, or a job key that differs from the manifest's (unless ``force``).
     ``should_stop()`` is polled between chunks; ``progress`` receives one line per event.
     """
-    from ..data import DataError, load_prices
-    from ..indicators.params import IndicatorParams
-    from ..pipeline import BACKENDS
-
     say = progress or (lambda msg: None)
-    stop = should_stop or (lambda: False)
-    if isinstance(chunk_symbols, bool) or not isinstance(chunk_symbols, int) or chunk_symbols < 1:
-        raise BatchError(f"chunk_symbols must be a whole number >= 1, got {chunk_symbols!r}")
-    if backend not in BACKENDS:
-        raise BatchError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
-    params = dict(params or {})
-    try:
-        params = dataclasses.asdict(IndicatorParams.from_kwargs(**params))
-    except (TypeError, ValueError) as exc:
-        raise BatchError(f"indicator parameters: {exc}") from None
-    out = Path(out)
-    source = Path(input_path)
-
+    chunk_symbols, full_params = _checked_settings(chunk_symbols, backend, params)
     t0 = time.perf_counter()
-    digest = input_digest(source)
-    model = None
-    model_sha = None
-    if model_dir is not None:
-        from ..model import ModelFileError, load
-
-        try:
-            model = load(model_dir, threads=1)
-        except ModelFileError as exc:
-            raise BatchError(f"--predict: {exc}") from None
-        meta = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
-        model_sha = meta["onnx_sha256"]
-    job = {
-        "input": str(source),
-        "input_sha256": digest,
-        "chunk_symbols": chunk_symbols,
-        "backend": backend,
-        "params": params,
-        "model_sha256": model_sha,
-        "code_version": code_version(),
-    }
-    key = hashlib.sha256(
-        json.dumps({k: v for k, v in job.items() if k != "input"}, sort_keys=True).encode()
-    ).hexdigest()
-
-    # the output directory: ours, empty, or refused
-    if out.exists() and not out.is_dir():
-        raise BatchError(f"--out {out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = None if force else _read_manifest(out)
-    if force:
-        for p in _own_files(out):
-            p.unlink()
-    if manifest is not None and manifest.get("key") != key:
-        old = manifest.get("job", {})
-        changed = sorted(k for k in job if k != "input" and old.get(k) != job[k])
-        raise BatchError(
-            f"{out / MANIFEST}: belongs to another job (changed: {', '.join(changed) or 'key'}); "
-            "nothing overwritten (use --force to start over, or another --out)"
-        )
-    strays = [p for p in out.iterdir() if p.name.startswith(TMP_PREFIX)]
-    for p in strays:  # the temporary of a chunk in flight when a run died
-        p.unlink()
-    if manifest is None:
-        others = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST,))
-        if others:
-            raise BatchError(
-                f"--out {out}: not empty and has no {MANIFEST} (holds {', '.join(others[:3])}"
-                f"{', ...' if len(others) > 3 else ''}); nothing overwritten"
-            )
-
-    try:
-        prices = load_prices(source)
-    except (DataError, ValueError) as exc:
-        raise BatchError(str(exc)) from None
-    except OSError as exc:
-        raise BatchError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    if len(prices) == 0:
-        raise BatchError(f"{source}: no price rows")
+    settings = (chunk_symbols, backend, full_params)
+    job = _define_job(Path(input_path), Path(out), settings, model_dir)
+    manifest = _claim_output(job, force)
+    prices = _load_input(job.source)
     symbols = sorted(map(str, prices["symbol"].unique()))
     chunks = [symbols[i : i + chunk_symbols] for i in range(0, len(symbols), chunk_symbols)]
     if manifest is None:
-        manifest = {"format": FORMAT, "key": key, "job": job, "n_chunks": len(chunks), "chunks": {}}
-        _write_manifest(out, manifest)
-    result = BatchResult(out, len(chunks), len(symbols), len(prices))
+        manifest = {"format": FORMAT, "key": job.key, "job": job.spec}
+        manifest.update({"n_chunks": len(chunks), "chunks": {}})
+        _write_manifest(job.out, manifest)
+    result = BatchResult(job.out, len(chunks), len(symbols), len(prices))
     result.load_s = time.perf_counter() - t0
 
-    # check what earlier runs left: a finished chunk must still hash to its manifest entry
-    finished: dict = manifest["chunks"]
-    for name, entry in list(finished.items()):
-        path = out / entry["file"]
-        if not path.is_file():
-            result.redone[int(name)] = "file missing"
-            del finished[name]
-        elif _sha256_file(path) != entry["sha256"]:
-            result.redone[int(name)] = "SHA-256 differs from the manifest"
-            del finished[name]
-    if result.redone:
-        _write_manifest(out, manifest)
-    for i in range(len(chunks)):
-        if str(i) not in finished and (out / chunk_name(i)).exists():
-            result.redone.setdefault(i, "written but not in the manifest (run died)")
+    _recheck_finished(job.out, manifest, len(chunks), result)
     say(
         f"{len(symbols):,} symbols, {len(prices):,} rows, {len(chunks)} chunks; "
-        f"{len(finished)} finished before, {len(result.redone)} to redo"
+        f"{len(manifest['chunks'])} finished before, {len(result.redone)} to redo"
     )
-
-    by_symbol = prices.assign(symbol=prices["symbol"].astype(str)).groupby("symbol", sort=False)
-    positions = by_symbol.indices
-    for i, members in enumerate(chunks):
-        if str(i) in finished:
-            result.skipped.append(i)
-            continue
-        if stop():
-            result.stopped = True
-            result.total_s = time.perf_counter() - t0
-            say(f"stop requested: {len(finished)}/{len(chunks)} chunks finished")
-            return result
-        t1 = time.perf_counter()
-        rows = np.concatenate([positions[s] for s in members])
-        frame = _chunk_frame(prices.iloc[np.sort(rows)], backend, params, model, "p_up")
-        path = out / chunk_name(i)
-        tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
-        try:
-            t2 = time.perf_counter()
-            frame.to_parquet(tmp, index=False)  # the output itself: not a checkpoint cost
-            t3 = time.perf_counter()
-            with open(tmp, "rb+") as fh:  # the checkpoint: durable, atomic, recorded
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)  # the manifest's rename below fsyncs this directory
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        finished[str(i)] = {
-            "file": path.name,
-            "sha256": _sha256_file(path),
-            "rows": len(frame),
-            "symbols": members,
-        }
-        _write_manifest(out, manifest)
-        t4 = time.perf_counter()
-        result.done.append(i)
-        result.compute_s.append(t2 - t1)
-        result.write_s.append(t3 - t2)
-        result.checkpoint_s.append(t4 - t3)
-        say(f"chunk {i + 1}/{len(chunks)}: {len(members)} symbols, {len(frame):,} rows")
-    result.complete = len(finished) == len(chunks)
+    _run_chunks(job, prices, chunks, manifest, result, should_stop or (lambda: False), say)
+    result.complete = len(manifest["chunks"]) == len(chunks)
     result.total_s = time.perf_counter() - t0
     return result
 

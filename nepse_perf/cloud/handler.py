@@ -57,7 +57,7 @@ def _model() -> Any:
     if not directory:
         raise _BadRequest(503, f"{MODEL_ENV} is not set: no model directory configured")
     if _MODEL is None or _MODEL_DIR != directory:
-        from ..model import ModelFileError, load
+        from nepse_perf.model import ModelFileError, load
 
         try:
             _MODEL = load(directory, threads=1)
@@ -147,7 +147,7 @@ def _price_frame(rows: list):
     import numpy as np
     import pandas as pd
 
-    from ..model import warmup_rows
+    from nepse_perf.model import warmup_rows
 
     need = warmup_rows() + 1
     if len(rows) < need:
@@ -195,7 +195,7 @@ def handler(event: Any, context: Any = None) -> dict:
     try:
         request = _request(event)
         model = _model()
-        from ..model import feature_frame, predict_proba
+        from nepse_perf.model import feature_frame, predict_proba
 
         if "features" in request:
             X = _feature_rows(request["features"], model.features)

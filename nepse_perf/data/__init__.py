@@ -7,13 +7,13 @@ points, ``volume`` in shares, ``turnover`` in NPR), sorted by symbol and date.
 
 from __future__ import annotations
 
-from .corporate_actions import adjust_for_gaps, corporate_action_gaps
-from .errors import DataError
-from .loader import load_prices, prices_from
-from .paths import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, sample_path
-from .quality import check_prices
-from .schema import PRICE_COLUMNS
-from .synthetic import synthetic_prices
+from nepse_perf.data.corporate_actions import adjust_for_gaps, corporate_action_gaps
+from nepse_perf.data.errors import DataError
+from nepse_perf.data.loader import load_prices, prices_from
+from nepse_perf.data.paths import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, sample_path
+from nepse_perf.data.quality import check_prices
+from nepse_perf.data.schema import PRICE_COLUMNS
+from nepse_perf.data.synthetic import synthetic_prices
 
 __all__ = [
     "DEFAULT_DATA_DIR",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .quality import DEFAULT_BAND, DEFAULT_TOL, _close_ratio
-from .schema import OHLC, sorted_arrays, symbol_column
+from nepse_perf.data.quality import DEFAULT_BAND, DEFAULT_TOL, _close_ratio
+from nepse_perf.data.schema import OHLC, sorted_arrays, symbol_column
 
 __all__ = ["adjust_for_gaps", "corporate_action_gaps"]
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import DataError
-from .schema import PRICE_COLUMNS, VALUE_COLUMNS
+from nepse_perf.data.errors import DataError
+from nepse_perf.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 
 __all__ = ["FORMAT_NAMES", "Layout", "detect_layout", "parse_column_mapping"]
 

@@ -34,11 +34,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .corporate_actions import adjust_for_gaps
-from .errors import DataError
-from .formats import Layout, check_column_mapping, detect_layout
-from .quality import check_prices
-from .schema import OHLC, PRICE_COLUMNS, VALUE_COLUMNS
+from nepse_perf.data.corporate_actions import adjust_for_gaps
+from nepse_perf.data.errors import DataError
+from nepse_perf.data.formats import Layout, check_column_mapping, detect_layout
+from nepse_perf.data.quality import check_prices
+from nepse_perf.data.schema import OHLC, PRICE_COLUMNS, VALUE_COLUMNS
 
 __all__ = ["load_prices", "prices_from"]
 
@@ -535,10 +535,29 @@ def _parse_symbols(column: pd.Series, source: str) -> tuple[np.ndarray, list[str
     return codes.astype(np.int64), names, problems
 
 
+@dataclass
+class _Rows:
+    """One file's checked rows as arrays, in step: dates, file line/row, values, symbol codes."""
+
+    dates: np.ndarray  # datetime64[ns]
+    where: np.ndarray
+    values: dict[str, np.ndarray]  # output column -> float64
+    codes: np.ndarray | None  # index into the file's sorted symbols; None: one symbol (stem)
+
+    def take(self, index: np.ndarray) -> _Rows:
+        """The rows ``index`` selects (positions or a boolean mask), in that order."""
+        return _Rows(
+            dates=self.dates[index],
+            where=self.where[index],
+            values={k: v[index] for k, v in self.values.items()},
+            codes=None if self.codes is None else self.codes[index],
+        )
+
+
 def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
     """Check every row of one file; return one piece per symbol, rows ascending by date."""
     name = str(table.path)
-    layout, rows, where = table.layout, table.rows, table.where
+    layout, rows = table.layout, table.rows
 
     dates, problems = _parse_dates(name, rows[layout.date], layout.date, date_format)
     if layout.symbol is not None:
@@ -546,7 +565,23 @@ def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
         problems += symbol_problems
     else:
         codes, symbols = None, [table.path.stem]
+    values = _parse_values(rows, layout, problems)
+    if problems:
+        _raise_first(name, table.where, table.unit, problems)
 
+    parsed = _sorted(_Rows(dates, table.where, values, codes))
+    parsed, dropped = _drop_repeats(name, table.unit, parsed, symbols, layout)
+    return _pieces(table, parsed, symbols, dropped)
+
+
+def _parse_values(
+    rows: pd.DataFrame, layout: Layout, problems: list[_Problem]
+) -> dict[str, np.ndarray]:
+    """Float64 values of every output value column (NaN where the layout has none).
+
+    Appends to ``problems`` the non-numeric text, missing, non-positive or non-finite prices
+    and negative or non-finite counts.
+    """
     values: dict[str, np.ndarray] = {}
     for out in VALUE_COLUMNS:
         src = layout.columns.get(out)
@@ -572,61 +607,73 @@ def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
             bad = np.isinf(vals) | (vals < 0)
             if bad.any():
                 problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "count")))
-    if problems:
-        _raise_first(name, where, table.unit, problems)
+    return values
 
-    # Sort by (symbol, date) unless already in order.
-    n = len(dates)
-    if n > 1:
-        if codes is None:
-            in_order = bool((dates[1:] >= dates[:-1]).all())
-        else:
-            step = codes[1:] - codes[:-1]
-            in_order = bool(((step > 0) | ((step == 0) & (dates[1:] >= dates[:-1]))).all())
-        if not in_order:
-            order = (
-                np.argsort(dates, kind="stable") if codes is None else np.lexsort((dates, codes))
-            )
-            dates, where = dates[order], where[order]
-            values = {k: v[order] for k, v in values.items()}
-            if codes is not None:
-                codes = codes[order]
 
+def _sorted(rows: _Rows) -> _Rows:
+    """``rows`` sorted by (symbol, date), stably; ``rows`` itself when already in order."""
+    dates, codes = rows.dates, rows.codes
+    if len(dates) < 2:
+        return rows
+    if codes is None:
+        in_order = bool((dates[1:] >= dates[:-1]).all())
+    else:
+        step = codes[1:] - codes[:-1]
+        in_order = bool(((step > 0) | ((step == 0) & (dates[1:] >= dates[:-1]))).all())
+    if in_order:
+        return rows
+    order = np.argsort(dates, kind="stable") if codes is None else np.lexsort((dates, codes))
+    return rows.take(order)
+
+
+def _drop_repeats(
+    name: str, unit: str, rows: _Rows, symbols: list[str], layout: Layout
+) -> tuple[_Rows, np.ndarray]:
+    """Drop the rows repeating the previous row's symbol and date with identical values.
+
+    Returns the rows kept and the count dropped per symbol; a repeat with different values
+    raises DataError (:func:`_check_duplicates`). ``rows`` must be sorted.
+    """
     dropped = np.zeros(len(symbols), dtype=np.int64)
-    if n > 1:
-        same = dates[1:] == dates[:-1]
-        if codes is not None:
-            same &= codes[1:] == codes[:-1]
-        repeat = np.flatnonzero(same) + 1
-        if len(repeat):
-            of = None if codes is None else (lambda i: symbols[codes[i]])
-            sources = {out: layout.columns.get(out, out) for out in VALUE_COLUMNS}
-            _check_duplicates(name, table.unit, repeat, dates, where, values, sources, of)
-            keep = np.ones(n, dtype=bool)
-            keep[repeat] = False
-            dates, where = dates[keep], where[keep]
-            values = {k: v[keep] for k, v in values.items()}
-            if codes is None:
-                dropped[0] = len(repeat)
-            else:
-                dropped = np.bincount(codes[repeat], minlength=len(symbols))
-                codes = codes[keep]
+    dates, codes = rows.dates, rows.codes
+    if len(dates) < 2:
+        return rows, dropped
+    same = dates[1:] == dates[:-1]
+    if codes is not None:
+        same &= codes[1:] == codes[:-1]
+    repeat = np.flatnonzero(same) + 1
+    if not len(repeat):
+        return rows, dropped
+    of = None if codes is None else (lambda i: symbols[codes[i]])
+    sources = {out: layout.columns.get(out, out) for out in VALUE_COLUMNS}
+    _check_duplicates(name, unit, repeat, dates, rows.where, rows.values, sources, of)
+    if codes is None:
+        dropped[0] = len(repeat)
+    else:
+        dropped = np.bincount(codes[repeat], minlength=len(symbols))
+    keep = np.ones(len(dates), dtype=bool)
+    keep[repeat] = False
+    return rows.take(keep), dropped
+
+
+def _pieces(table: _Table, rows: _Rows, symbols: list[str], dropped: np.ndarray) -> list[_Parsed]:
+    """One :class:`_Parsed` per symbol of the sorted, de-duplicated ``rows``."""
 
     def piece(symbol: str, s: slice, k: int) -> _Parsed:
         return _Parsed(
             path=table.path,
             symbol=symbol,
-            dates=dates[s],
-            values={c: v[s] for c, v in values.items()},
+            dates=rows.dates[s],
+            values={c: v[s] for c, v in rows.values.items()},
             dropped=int(dropped[k]),
-            where=where[s],
+            where=rows.where[s],
             unit=table.unit,
-            from_column=codes is not None,
+            from_column=rows.codes is not None,
         )
 
-    if codes is None:
+    if rows.codes is None:
         return [piece(symbols[0], slice(None), 0)]
-    bounds = np.searchsorted(codes, np.arange(len(symbols) + 1))
+    bounds = np.searchsorted(rows.codes, np.arange(len(symbols) + 1))
     return [piece(symbols[k], slice(bounds[k], bounds[k + 1]), k) for k in range(len(symbols))]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import sorted_arrays, symbol_column
+from nepse_perf.data.schema import sorted_arrays, symbol_column
 
 __all__ = ["ANOMALY_KINDS", "REAL_OPEN_FROM", "check_prices"]
 

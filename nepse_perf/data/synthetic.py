@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import pandas as pd
 
-from .schema import PRICE_COLUMNS
+from nepse_perf._infra.checks import positive_int
+from nepse_perf.data.schema import PRICE_COLUMNS
 
 #: Named synthetic sizes: (symbols, trading days per symbol).
 SIZES: dict[str, tuple[int, int]] = {
@@ -54,68 +53,17 @@ def synthetic_prices(
     one); prices are a deterministic function of ``seed`` (``np.random.default_rng``).
     ``n_symbols`` and ``n_days`` must be ints >= 1 (ValueError naming the argument otherwise).
     """
-    n_symbols = _count("n_symbols", n_symbols)
-    n_days = _count("n_days", n_days)
+    n_symbols = positive_int(n_symbols, "n_symbols")
+    n_days = positive_int(n_days, "n_days")
     if n_symbols > MAX_SYNTHETIC_SYMBOLS:
         raise ValueError(f"n_symbols must be <= {MAX_SYNTHETIC_SYMBOLS:,}, got {n_symbols:,}")
     dates = _sessions(start, n_days)
     symbols = _tickers(n_symbols)
     rng = np.random.default_rng(seed)
-    shape = (n_symbols, n_days)
-
-    # Per-symbol character: price level, daily volatility, liquidity.
-    level = np.log(
-        np.clip(
-            _LEVEL_MEDIAN * np.exp(_LEVEL_SIGMA * rng.standard_normal(n_symbols)),
-            _LEVEL_MIN,
-            _LEVEL_MAX,
-        )
-    )
-    sigma = rng.uniform(0.010, 0.028, n_symbols)
-    liquidity = np.log(2_000.0) + 1.2 * rng.standard_normal(n_symbols)
-
-    # Shocks: Gaussian plus rare jumps (so limit moves do happen), AR(1) around the level.
-    shocks = rng.standard_normal(shape)
-    shocks *= sigma[:, None]
-    n_jumps = int(rng.binomial(shocks.size, 0.002))
-    shocks.flat[rng.integers(0, shocks.size, n_jumps)] += rng.normal(0.0, 0.07, n_jumps)
-    x0 = sigma / np.sqrt(1.0 - _PHI**2) * rng.standard_normal(n_symbols)
-    dev = _ar1(shocks, _PHI, x0)
-
-    # Daily moves clipped to the band, then the path clipped to [floor, cap]: both keep every
-    # close-to-close move inside the band.
-    moves = np.diff(dev, axis=1, prepend=x0[:, None])
-    np.clip(moves, _DOWN, _UP, out=moves)
-    log_close = np.cumsum(moves, axis=1)
-    log_close += (level + x0)[:, None]
-    np.clip(log_close, np.log(_FLOOR), np.log(_CAP), out=log_close)
-    log_prev = np.empty_like(log_close)
-    log_prev[:, 0] = level + x0
-    log_prev[:, 1:] = log_close[:, :-1]
-    del shocks, dev, moves
-
-    # Open near the previous close; high/low beyond the body; all inside the band.
-    log_open = log_prev + np.clip(0.3 * sigma[:, None] * rng.standard_normal(shape), _DOWN, _UP)
-    np.clip(log_open, np.log(_FLOOR), np.log(_CAP), out=log_open)
-    wick = 0.5 * sigma[:, None]
-    log_high = np.maximum(log_open, log_close) + wick * rng.standard_exponential(shape)
-    log_low = np.minimum(log_open, log_close) - wick * rng.standard_exponential(shape)
-    np.minimum(log_high, log_prev + _UP, out=log_high)
-    np.maximum(log_low, log_prev + _DOWN, out=log_low)
-
-    close = _to_tick(log_close)
-    open_ = _to_tick(log_open)
-    high = np.maximum(_to_tick(log_high), np.maximum(open_, close))
-    low = np.minimum(_to_tick(log_low), np.minimum(open_, close))
-    del log_open, log_high, log_low
-
-    # Volume: lognormal shares, busier on big moves; turnover at the typical price.
-    log_volume = 0.7 * rng.standard_normal(shape)
-    log_volume += liquidity[:, None]
-    log_volume += 8.0 * np.abs(log_close - log_prev)
-    volume = np.maximum(np.rint(np.exp(log_volume)), 1.0)
-    turnover = np.round(volume * (high + low + close) / 3.0, 2)
-
+    level, sigma, liquidity = _character(rng, n_symbols)
+    log_close, log_prev = _close_path(rng, (n_symbols, n_days), level, sigma)
+    open_, high, low, close = _bars(rng, log_close, log_prev, sigma)
+    volume, turnover = _volume(rng, liquidity, log_close, log_prev, high, low, close)
     codes = np.repeat(np.arange(n_symbols, dtype=np.int32), n_days)
     return pd.DataFrame(
         {
@@ -133,16 +81,82 @@ def synthetic_prices(
     )
 
 
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    try:
-        n = operator.index(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}") from None
-    if n < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {n}")
-    return n
+def _character(rng: np.random.Generator, n_symbols: int) -> tuple[np.ndarray, ...]:
+    """Per-symbol character: log price level, daily volatility, log liquidity."""
+    level = np.log(
+        np.clip(
+            _LEVEL_MEDIAN * np.exp(_LEVEL_SIGMA * rng.standard_normal(n_symbols)),
+            _LEVEL_MIN,
+            _LEVEL_MAX,
+        )
+    )
+    sigma = rng.uniform(0.010, 0.028, n_symbols)
+    liquidity = np.log(2_000.0) + 1.2 * rng.standard_normal(n_symbols)
+    return level, sigma, liquidity
+
+
+def _close_path(
+    rng: np.random.Generator, shape: tuple[int, int], level: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log closes and previous closes: Gaussian shocks plus rare jumps, AR(1) around the level.
+
+    Daily moves are clipped to the band, then the path to [floor, cap]: both keep every
+    close-to-close move inside the band.
+    """
+    n_symbols = shape[0]
+    shocks = rng.standard_normal(shape)
+    shocks *= sigma[:, None]
+    n_jumps = int(rng.binomial(shocks.size, 0.002))
+    shocks.flat[rng.integers(0, shocks.size, n_jumps)] += rng.normal(0.0, 0.07, n_jumps)
+    x0 = sigma / np.sqrt(1.0 - _PHI**2) * rng.standard_normal(n_symbols)
+    dev = _ar1(shocks, _PHI, x0)
+    moves = np.diff(dev, axis=1, prepend=x0[:, None])
+    np.clip(moves, _DOWN, _UP, out=moves)
+    log_close = np.cumsum(moves, axis=1)
+    log_close += (level + x0)[:, None]
+    np.clip(log_close, np.log(_FLOOR), np.log(_CAP), out=log_close)
+    log_prev = np.empty_like(log_close)
+    log_prev[:, 0] = level + x0
+    log_prev[:, 1:] = log_close[:, :-1]
+    return log_close, log_prev
+
+
+def _bars(
+    rng: np.random.Generator, log_close: np.ndarray, log_prev: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Open near the previous close, high and low beyond the body, all inside the band; on
+    the 0.1 NPR tick with low <= open, close <= high. Returns open, high, low, close."""
+    shape = log_close.shape
+    log_open = log_prev + np.clip(0.3 * sigma[:, None] * rng.standard_normal(shape), _DOWN, _UP)
+    np.clip(log_open, np.log(_FLOOR), np.log(_CAP), out=log_open)
+    wick = 0.5 * sigma[:, None]
+    log_high = np.maximum(log_open, log_close) + wick * rng.standard_exponential(shape)
+    log_low = np.minimum(log_open, log_close) - wick * rng.standard_exponential(shape)
+    np.minimum(log_high, log_prev + _UP, out=log_high)
+    np.maximum(log_low, log_prev + _DOWN, out=log_low)
+    close = _to_tick(log_close)
+    open_ = _to_tick(log_open)
+    high = np.maximum(_to_tick(log_high), np.maximum(open_, close))
+    low = np.minimum(_to_tick(log_low), np.minimum(open_, close))
+    return open_, high, low, close
+
+
+def _volume(
+    rng: np.random.Generator,
+    liquidity: np.ndarray,
+    log_close: np.ndarray,
+    log_prev: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lognormal share volume, busier on big moves; turnover at the typical price (paisa)."""
+    log_volume = 0.7 * rng.standard_normal(log_close.shape)
+    log_volume += liquidity[:, None]
+    log_volume += 8.0 * np.abs(log_close - log_prev)
+    volume = np.maximum(np.rint(np.exp(log_volume)), 1.0)
+    turnover = np.round(volume * (high + low + close) / 3.0, 2)
+    return volume, turnover
 
 
 def _sessions(start: str | pd.Timestamp, n_days: int) -> np.ndarray:

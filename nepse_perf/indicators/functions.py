@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import numba_kernels
-from .steps import (
+from nepse_perf.indicators.backends import numba as numba_backend
+from nepse_perf.indicators.steps import (
     atr_lookback,
     bbands_lookback,
     ema_lookback,
@@ -94,7 +94,7 @@ def sma(close: ArrayLike, timeperiod: int = 20) -> ArrayLike:
     n = _period("timeperiod", timeperiod)
     (c,), s, index = _inputs(close=close)
     (out,) = _outputs(len(c), 1)
-    numba_kernels.sma(c[s:], n, out[s:])
+    numba_backend.sma(c[s:], n, out[s:])
     return _wrap([out], index)
 
 
@@ -103,7 +103,7 @@ def ema(close: ArrayLike, timeperiod: int = 20) -> ArrayLike:
     n = _period("timeperiod", timeperiod)
     (c,), s, index = _inputs(close=close)
     (out,) = _outputs(len(c), 1)
-    numba_kernels.ema(c[s:], n, out[s:])
+    numba_backend.ema(c[s:], n, out[s:])
     return _wrap([out], index)
 
 
@@ -112,7 +112,7 @@ def rsi(close: ArrayLike, timeperiod: int = 14) -> ArrayLike:
     n = _period("timeperiod", timeperiod)
     (c,), s, index = _inputs(close=close)
     (out,) = _outputs(len(c), 1)
-    numba_kernels.rsi(c[s:], n, out[s:])
+    numba_backend.rsi(c[s:], n, out[s:])
     return _wrap([out], index)
 
 
@@ -127,7 +127,7 @@ def macd(
         raise ValueError(f"fastperiod must be < slowperiod, got {fast} and {slow}")
     (c,), s, index = _inputs(close=close)
     m, g, h = _outputs(len(c), 3)
-    numba_kernels.macd(c[s:], fast, slow, signal, m[s:], g[s:], h[s:])
+    numba_backend.macd(c[s:], fast, slow, signal, m[s:], g[s:], h[s:])
     return _wrap([m, g, h], index)
 
 
@@ -143,7 +143,7 @@ def bbands(
         raise ValueError(f"nbdev must be a number > 0, got {nbdev!r}")
     (c,), s, index = _inputs(close=close)
     upper, middle, lower = _outputs(len(c), 3)
-    numba_kernels.bbands(c[s:], n, float(nbdev), upper[s:], middle[s:], lower[s:])
+    numba_backend.bbands(c[s:], n, float(nbdev), upper[s:], middle[s:], lower[s:])
     return _wrap([upper, middle, lower], index)
 
 
@@ -152,5 +152,5 @@ def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, timeperiod: int = 14)
     n = _period("timeperiod", timeperiod)
     (h, lo, c), s, index = _inputs(high=high, low=low, close=close)
     (out,) = _outputs(len(c), 1)
-    numba_kernels.atr(h[s:], lo[s:], c[s:], n, out[s:])
+    numba_backend.atr(h[s:], lo[s:], c[s:], n, out[s:])
     return _wrap([out], index)

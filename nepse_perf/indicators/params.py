@@ -5,24 +5,19 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from nepse_perf.indicators import layout
+
 #: The ten output series of the pipeline, in the order every backend fills them.
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "sma",
-    "ema",
-    "rsi",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "atr",
-)
+OUTPUT_COLUMNS = layout.OUTPUT_COLUMNS
 
 
 @dataclass(frozen=True)
 class IndicatorParams:
-    """Windows (in bars) and the band width of the six indicators; defaults are TA-Lib's.
+    """Windows (in bars) and the band width of the six indicators, with the workbook's defaults.
+
+    The defaults are the conventional settings (SMA/EMA/Bollinger 20, RSI/ATR 14, MACD
+    12/26/9, two standard deviations); TA-Lib's own defaults differ for SMA and EMA (30) and
+    for BBANDS (5), see :mod:`nepse_perf.indicators.functions`.
 
     ``sma_period`` SMA window, ``ema_period`` EMA span (alpha = 2/(n+1)), ``rsi_period`` and
     ``atr_period`` Wilder periods (alpha = 1/n), ``macd_fast``/``macd_slow``/``macd_signal``
@@ -76,18 +71,9 @@ class IndicatorParams:
         return asdict(self)
 
     def kernel_args(self) -> tuple[int, int, int, int, int, int, int, float, int]:
-        """The parameters in the order the compiled kernels take them (after the prices)."""
-        return (
-            self.sma_period,
-            self.ema_period,
-            self.rsi_period,
-            self.macd_fast,
-            self.macd_slow,
-            self.macd_signal,
-            self.bb_period,
-            self.bb_nbdev,
-            self.atr_period,
-        )
+        """The parameters in the order the compiled kernels take them (``layout.PARAM_FIELDS``;
+        the kernels read them as ``p[P_SMA]``, ``p[P_BB_NBDEV]``, ...)."""
+        return tuple(getattr(self, name) for name in layout.PARAM_FIELDS)  # type: ignore[return-value]
 
     def lookbacks(self) -> dict[str, int]:
         """Leading NaN rows of each output column for one symbol (TA-Lib's lookback).
@@ -95,7 +81,7 @@ class IndicatorParams:
         From the lookback functions of :mod:`nepse_perf.indicators.steps`, the same ones
         the kernels use to decide where their warm-up ends.
         """
-        from . import steps
+        from nepse_perf.indicators import steps
 
         macd = steps.macd_lookback(self.macd_fast, self.macd_slow, self.macd_signal)
         bb = steps.bbands_lookback(self.bb_period)

@@ -14,20 +14,54 @@ simulator): scalar arithmetic and indexing only, states are flat tuples of numbe
 windowed indicators (SMA, Bollinger) read the values that leave their window from a price
 buffer ``buf`` at flat index ``i`` with a ``stride`` between bars (1 for a symbol's
 contiguous rows, the number of symbols in the GPU's time-major layout, 1 in the stream's
-ring, which is written twice so any window is contiguous). The globals these functions
-call are resolved per target by :mod:`nepse_perf.indicators.compile`.
+ring, where a negative index wraps around to the ring's end). The globals these functions
+call are resolved per target by :mod:`nepse_perf.indicators.targets`. The fields of each
+state tuple are named in :mod:`nepse_perf.indicators.layout` (``s[BB_N]``, ...).
 
 Numerics follow TA-Lib's C code operation for operation, with one documented change: in
 the steady-state steps a division by a window length ``n`` is a multiplication by ``1/n``
 computed once (TA-Lib divides; the results differ by at most a few units in the last place,
-far inside 1e-9, and the divider was the fused kernel's bottleneck: about 13 cycles of
-latency on every recurrence). Seeds (once per series) and divisions by a data-dependent
+far inside 1e-9, and a division's long latency sat on every recurrence of the fused
+kernel, where profiling found the divider to be its bottleneck). Seeds (once per series) and divisions by a data-dependent
 value (RSI's ``gain / (gain + loss)``) stay divisions.
 """
 
 from __future__ import annotations
 
 import math
+
+from nepse_perf.indicators.layout import (
+    BB_BASE,
+    BB_INV,
+    BB_M2,
+    BB_MEAN,
+    BB_N,
+    BB_NBDEV,
+    BB_PHASE,
+    BB_PREV,
+    BB_RUN,
+    BB_S1,
+    BB_S2,
+    BB_TOTAL,
+    EMA_K,
+    EMA_N,
+    EMA_VALUE,
+    MACD_FAST_EMA,
+    MACD_FAST_K,
+    MACD_FAST_N,
+    MACD_SIGNAL_EMA,
+    MACD_SIGNAL_K,
+    MACD_SIGNAL_N,
+    MACD_SLOW_EMA,
+    MACD_SLOW_K,
+    MACD_SLOW_N,
+    MACD_T_FAST,
+    MACD_T_SIGNAL,
+    MACD_T_SLOW,
+    SMA_INV,
+    SMA_N,
+    SMA_TOTAL,
+)
 
 #: The step functions, in the order they are compiled for each target.
 __all__ = [
@@ -112,10 +146,10 @@ def sma_step(s, x, x_leave):
 
 def sma_update(s, j, buf, i, stride):
     """SMA at bar ``j`` (``buf[i]``); NaN for the first ``n - 1`` bars (lookback ``n - 1``)."""
-    back = int(s[1]) - 1
+    back = int(s[SMA_N]) - 1
     if j >= back:
         return sma_step(s, buf[i], buf[i - back * stride])
-    return (s[0] + buf[i], s[1], s[2]), NAN
+    return (s[SMA_TOTAL] + buf[i], s[SMA_N], s[SMA_INV]), NAN
 
 
 # --- EMA: alpha 2/(n+1), seeded with the mean of the first n closes --------------------
@@ -126,20 +160,20 @@ def ema_init(n):
 
 def ema_step(s, x):
     """Steady EMA bar: ``e + k * (x - e)``, in TA-Lib's operation order."""
-    e = (x - s[0]) * s[2] + s[0]
-    return (e, s[1], s[2]), e
+    e = (x - s[EMA_VALUE]) * s[EMA_K] + s[EMA_VALUE]
+    return (e, s[EMA_N], s[EMA_K]), e
 
 
 def ema_update(s, j, x):
     """EMA at bar ``j``: NaN before bar ``n - 1``, the seed mean at it (lookback ``n - 1``)."""
-    n = s[1]
+    n = s[EMA_N]
     if j >= n:
         return ema_step(s, x)
-    acc = s[0] + x
+    acc = s[EMA_VALUE] + x
     if j == n - 1:
         acc = acc / n
-        return (acc, n, s[2]), acc
-    return (acc, n, s[2]), NAN
+        return (acc, n, s[EMA_K]), acc
+    return (acc, n, s[EMA_K]), NAN
 
 
 # --- RSI: Wilder's smoothing of gains and losses --------------------------------------
@@ -199,32 +233,46 @@ def rsi_update(s, j, x):
 def macd_init(fast, slow, signal):
     """MACD state: fast/slow seed totals and EMAs, signal total/EMA, spans and alphas."""
     return (
-        0.0,  # 0 fast seed total
-        0.0,  # 1 slow seed total
-        0.0,  # 2 signal seed total
-        0.0,  # 3 fast EMA
-        0.0,  # 4 slow EMA
-        0.0,  # 5 signal EMA
-        float(fast),  # 6
-        float(slow),  # 7
-        float(signal),  # 8
-        2.0 / (fast + 1),  # 9
-        2.0 / (slow + 1),  # 10
-        2.0 / (signal + 1),  # 11
+        0.0,  # MACD_T_FAST: fast seed total
+        0.0,  # MACD_T_SLOW: slow seed total
+        0.0,  # MACD_T_SIGNAL: signal seed total
+        0.0,  # MACD_FAST_EMA
+        0.0,  # MACD_SLOW_EMA
+        0.0,  # MACD_SIGNAL_EMA
+        float(fast),  # MACD_FAST_N
+        float(slow),  # MACD_SLOW_N
+        float(signal),  # MACD_SIGNAL_N
+        2.0 / (fast + 1),  # MACD_FAST_K
+        2.0 / (slow + 1),  # MACD_SLOW_K
+        2.0 / (signal + 1),  # MACD_SIGNAL_K
     )
 
 
 def _macd_with(s, t_fast, t_slow, t_sig, ef, es, g):
-    return (t_fast, t_slow, t_sig, ef, es, g, s[6], s[7], s[8], s[9], s[10], s[11])
+    return (
+        t_fast,
+        t_slow,
+        t_sig,
+        ef,
+        es,
+        g,
+        s[MACD_FAST_N],
+        s[MACD_SLOW_N],
+        s[MACD_SIGNAL_N],
+        s[MACD_FAST_K],
+        s[MACD_SLOW_K],
+        s[MACD_SIGNAL_K],
+    )
 
 
 def macd_step(s, x):
     """Steady MACD bar: advance both EMAs and the signal; returns macd, signal, histogram."""
-    ef = (x - s[3]) * s[9] + s[3]
-    es = (x - s[4]) * s[10] + s[4]
+    ef = (x - s[MACD_FAST_EMA]) * s[MACD_FAST_K] + s[MACD_FAST_EMA]
+    es = (x - s[MACD_SLOW_EMA]) * s[MACD_SLOW_K] + s[MACD_SLOW_EMA]
     m = ef - es
-    g = (m - s[5]) * s[11] + s[5]
-    return _macd_with(s, s[0], s[1], s[2], ef, es, g), m, g, m - g
+    g = (m - s[MACD_SIGNAL_EMA]) * s[MACD_SIGNAL_K] + s[MACD_SIGNAL_EMA]
+    t_fast, t_slow, t_sig = s[MACD_T_FAST], s[MACD_T_SLOW], s[MACD_T_SIGNAL]
+    return _macd_with(s, t_fast, t_slow, t_sig, ef, es, g), m, g, m - g
 
 
 def macd_update(s, j, x):
@@ -234,11 +282,12 @@ def macd_update(s, j, x):
     the ``fast`` bars *ending* at slow-1; the signal line starts from the mean of the first
     ``signal`` MACD values. The seed sums divide (TA-Lib's order, once per series).
     """
-    fast, slow, signal = s[6], s[7], s[8]
+    fast, slow, signal = s[MACD_FAST_N], s[MACD_SLOW_N], s[MACD_SIGNAL_N]
     first = slow + signal - 2
     if j > first:
         return macd_step(s, x)
-    t_fast, t_slow, t_sig, ef, es, g = s[0], s[1], s[2], s[3], s[4], s[5]
+    t_fast, t_slow, t_sig = s[MACD_T_FAST], s[MACD_T_SLOW], s[MACD_T_SIGNAL]
+    ef, es, g = s[MACD_FAST_EMA], s[MACD_SLOW_EMA], s[MACD_SIGNAL_EMA]
     if j < slow:
         t_slow += x
         if j >= slow - fast:
@@ -248,8 +297,8 @@ def macd_update(s, j, x):
             es = t_slow / slow
             t_sig = ef - es
     else:
-        ef = (x - ef) * s[9] + ef
-        es = (x - es) * s[10] + es
+        ef = (x - ef) * s[MACD_FAST_K] + ef
+        es = (x - es) * s[MACD_SLOW_K] + es
         t_sig += ef - es
     if j < first:
         return _macd_with(s, t_fast, t_slow, t_sig, ef, es, g), NAN, NAN, NAN
@@ -291,7 +340,7 @@ def bbands_bands(mid, var, nbdev):
 def bbands_step(s, x, x_old, x_leave):
     """Bollinger bar ``j >= n - 1``: upper, middle and lower band (moments, then bands)."""
     s, mid, var = bbands_moments(s, x, x_old, x_leave)
-    upper, mid, lower = bbands_bands(mid, var, s[10])
+    upper, mid, lower = bbands_bands(mid, var, s[BB_NBDEV])
     return s, upper, mid, lower
 
 
@@ -337,16 +386,30 @@ def bbands_update(s, j, buf, i, stride):
     At bar ``n - 1`` (lookback) the first block is complete, so the first window's moments
     come from the block sums and the bar ``n`` back is never read.
     """
-    n = int(s[9])
+    n = int(s[BB_N])
     x = buf[i]
     if j >= n:
         return bbands_step(s, x, buf[i - n * stride], buf[i - (n - 1) * stride])
     if j == n - 1:
         return bbands_step(s, x, x, buf[i - (n - 1) * stride])
-    run = s[4] + 1.0 if x == s[3] else 1.0
-    phase = s[5] + 1.0
-    base, s1, s2 = _bb_block(phase, x, s[6], s[7], s[8])
-    state = (s[0] + x, s[1], s[2], x, run, phase, base, s1, s2, s[9], s[10], s[11])
+    run = s[BB_RUN] + 1.0 if x == s[BB_PREV] else 1.0
+    phase = s[BB_PHASE] + 1.0
+    base, s1, s2 = _bb_block(phase, x, s[BB_BASE], s[BB_S1], s[BB_S2])
+    total = s[BB_TOTAL] + x
+    state = (
+        total,
+        s[BB_MEAN],
+        s[BB_M2],
+        x,
+        run,
+        phase,
+        base,
+        s1,
+        s2,
+        s[BB_N],
+        s[BB_NBDEV],
+        s[BB_INV],
+    )
     return state, NAN, NAN, NAN
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numba
 
-from . import steps
+from nepse_perf.indicators import steps
 
 #: Every function in ``steps`` that a compiled function may call (public and helpers).
 STEP_NAMES: tuple[str, ...] = tuple(
@@ -39,11 +39,12 @@ STEP_NAMES: tuple[str, ...] = tuple(
 #: The sources whose code ends up inside the compiled drivers (paths from the package root).
 KERNEL_SOURCES: tuple[str, ...] = (
     "indicators/steps.py",
+    "indicators/layout.py",
     "indicators/targets.py",
-    "indicators/python_loops.py",
-    "indicators/numba_kernels.py",
-    "indicators/numba_fused.py",
-    "streaming.py",
+    "indicators/backends/python.py",
+    "indicators/backends/numba.py",
+    "indicators/backends/numba_parallel.py",
+    "indicators/stream.py",
 )
 
 

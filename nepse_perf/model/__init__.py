@@ -4,10 +4,10 @@
 the ordered input of the model, its ONNX file and the prediction service.
 """
 
-from .dataset import Dataset, make_dataset, validate_features, walk_forward_splits
-from .features import DERIVED_FEATURES, FEATURES, feature_frame, warmup_rows
-from .io import ModelFileError, load, make_session, predict_proba, save, to_onnx
-from .train import (
+from nepse_perf.model.dataset import Dataset, make_dataset, validate_features, walk_forward_splits
+from nepse_perf.model.features import DERIVED_FEATURES, FEATURES, feature_frame, warmup_rows
+from nepse_perf.model.io import ModelFileError, load, make_session, predict_proba, save, to_onnx
+from nepse_perf.model.train import (
     BASELINES,
     KINDS,
     TrainedModel,

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .features import FEATURES, feature_frame
+from nepse_perf._infra.checks import non_negative_int, positive_int
+from nepse_perf.model.features import FEATURES, feature_frame
+from nepse_perf.pipeline import DEFAULT_BACKEND
 
 __all__ = ["Dataset", "make_dataset", "validate_features", "walk_forward_splits"]
 
@@ -66,7 +68,7 @@ def make_dataset(
     prices: pd.DataFrame,
     *,
     horizon: int = 1,
-    backend: str = "numba_parallel",
+    backend: str = DEFAULT_BACKEND,
     **params: float,
 ) -> Dataset:
     """Build the model's data set from a long price frame (e.g. ``load_prices``).
@@ -76,8 +78,7 @@ def make_dataset(
     higher. Rows with any NaN feature (warm-ups) or without a target are dropped and counted.
     An empty frame, a missing column or ``horizon < 1`` raises ``ValueError``.
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be a whole number of sessions >= 1, got {horizon!r}")
+    horizon = positive_int(horizon, "horizon")
     missing = [c for c in ("symbol", "date", "high", "low", "close") if c not in prices.columns]
     if missing:
         raise ValueError(f"prices: missing column(s) {missing}")
@@ -178,10 +179,8 @@ def walk_forward_splits(
     ``(train_rows, test_rows)`` integer arrays. ``ValueError`` if there are fewer distinct
     dates than ``n_splits + 1`` blocks need or an argument is out of range.
     """
-    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 1:
-        raise ValueError(f"n_splits must be a whole number >= 1, got {n_splits!r}")
-    if isinstance(embargo, bool) or not isinstance(embargo, int) or embargo < 0:
-        raise ValueError(f"embargo must be a whole number of sessions >= 0, got {embargo!r}")
+    n_splits = positive_int(n_splits, "n_splits")
+    embargo = non_negative_int(embargo, "embargo")
     d = np.asarray(pd.to_datetime(np.asarray(dates)), dtype="datetime64[ns]")
     unique = np.unique(d)
     if len(unique) < 2 * (n_splits + 1) + embargo:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..indicators.params import OUTPUT_COLUMNS
-from ..pipeline import compute_indicators
+from nepse_perf.indicators.params import OUTPUT_COLUMNS
+from nepse_perf.pipeline import DEFAULT_BACKEND, compute_indicators
 
 __all__ = ["DERIVED_FEATURES", "FEATURES", "feature_frame", "warmup_rows"]
 
@@ -58,7 +58,7 @@ def warmup_rows(**params: float) -> int:
     The longest warm-up is the MACD signal line (``macd_slow + macd_signal - 2`` rows);
     ``ret_5`` needs 5 earlier rows. Useful to size test data and to explain ``Dataset.dropped``.
     """
-    from ..indicators.params import IndicatorParams
+    from nepse_perf.indicators.params import IndicatorParams
 
     p = IndicatorParams.from_kwargs(**params)
     lookbacks = p.lookbacks()
@@ -66,7 +66,7 @@ def warmup_rows(**params: float) -> int:
 
 
 def feature_frame(
-    prices: pd.DataFrame, *, backend: str = "numba_parallel", **params: float
+    prices: pd.DataFrame, *, backend: str = DEFAULT_BACKEND, **params: float
 ) -> pd.DataFrame:
     """Every feature of ``FEATURES`` for every row of ``prices``, NaN inside any warm-up.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataset import validate_features
-from .features import FEATURES
-from .onnx_export import (
+from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.files import atomic_write_bytes
+from nepse_perf.model.dataset import validate_features
+from nepse_perf.model.features import FEATURES
+from nepse_perf.model.onnx_export import (
     ONNX_INPUT,
     ONNX_SCORE,
     forest_trees,
@@ -30,7 +31,7 @@ from .onnx_export import (
     mlp_to_onnx,
     trees_to_onnx,
 )
-from .train import TrainedModel
+from nepse_perf.model.train import TrainedModel
 
 __all__ = [
     "METADATA_FILE",
@@ -132,20 +133,6 @@ def make_session(
     return ort.InferenceSession(onnx_bytes, sess_options=opts, providers=providers)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a service user must be able to read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(
     model: TrainedModel, directory: str | os.PathLike[str], *, dtype: type | None = None
 ) -> Path:
@@ -173,8 +160,8 @@ def save(
             "link": "identity" if model.kind == "rf" else "logit",
         }
     )
-    _atomic_write(d / MODEL_FILE, onnx_bytes)
-    _atomic_write(d / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(d / MODEL_FILE, onnx_bytes)  # 0644: a service user reads it
+    atomic_write_bytes(d / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return d
 
 
@@ -283,8 +270,8 @@ def predict_proba(
     arr = validate_features(X, model.features)
     if engine not in ("auto", "native", "onnx"):
         raise ValueError(f"engine must be 'auto', 'native' or 'onnx', got {engine!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
     use_native = engine == "native" or (engine == "auto" and model.estimator is not None)
     if use_native:
         if model.estimator is None:
@@ -302,5 +289,5 @@ def predict_proba(
 
     if batch_size is None or batch_size >= len(arr):
         return np.asarray(run(arr), dtype=np.float64)
-    parts = [run(arr[i : i + batch_size]) for i in range(0, len(arr), int(batch_size))]
+    parts = [run(arr[i : i + batch_size]) for i in range(0, len(arr), batch_size)]
     return np.concatenate(parts).astype(np.float64)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -169,6 +169,132 @@ def _lightgbm_tree(root: dict[str, Any]) -> TreeArrays:
     return TreeArrays(**{k: np.array(v, dtype=kinds[k]) for k, v in cols.items()})
 
 
+@dataclass
+class _NodeTable:
+    """The flat node and leaf arrays of a ``TreeEnsemble`` node, filled one tree at a time."""
+
+    roots: list[int] = field(default_factory=list)
+    feat: list[int] = field(default_factory=list)
+    splits: list[float] = field(default_factory=list)
+    true_ids: list[int] = field(default_factory=list)
+    true_leaf: list[int] = field(default_factory=list)
+    false_ids: list[int] = field(default_factory=list)
+    false_leaf: list[int] = field(default_factory=list)
+    miss: list[int] = field(default_factory=list)
+    leaf_weights: list[float] = field(default_factory=list)
+
+    def add_tree(self, t: TreeArrays, bias: float) -> None:
+        """Append tree ``t``, ``bias`` added to its leaves (the baseline, on the first tree)."""
+        node_base = len(self.feat)
+        split_ids = np.flatnonzero(~t.is_leaf)
+        leaf_ids = np.flatnonzero(t.is_leaf)
+        node_pos = {int(n): node_base + k for k, n in enumerate(split_ids)}
+        leaf_pos = {int(n): len(self.leaf_weights) + k for k, n in enumerate(leaf_ids)}
+        self.leaf_weights.extend((t.value[leaf_ids] + bias).tolist())
+        if len(split_ids) == 0:  # a single leaf: a dummy split with both branches to it
+            pos = leaf_pos[int(leaf_ids[0])]
+            self._add_split(node_base, 0, 0.0, (pos, 1), (pos, 1), 1)
+            return
+        self.roots.append(node_pos[0] if 0 in node_pos else node_base)
+        for n in split_ids:
+            branches = []
+            for child in (int(t.left[n]), int(t.right[n])):
+                leaf = bool(t.is_leaf[child])
+                branches.append((leaf_pos[child], 1) if leaf else (node_pos[child], 0))
+            self._add_split(
+                None,
+                int(t.feature[n]),
+                float(t.threshold[n]),
+                *branches,
+                int(bool(t.missing_left[n])),
+            )
+
+    def _add_split(
+        self,
+        root: int | None,
+        feature: int,
+        threshold: float,
+        true: tuple[int, int],
+        false: tuple[int, int],
+        missing_left: int,
+    ) -> None:
+        if root is not None:
+            self.roots.append(root)
+        self.feat.append(feature)
+        self.splits.append(threshold)
+        self.true_ids.append(true[0])
+        self.true_leaf.append(true[1])
+        self.false_ids.append(false[0])
+        self.false_leaf.append(false[1])
+        self.miss.append(missing_left)
+
+    def node(self, tree_input: str, dtype: np.dtype) -> Any:
+        """The ``ai.onnx.ml`` ``TreeEnsemble`` node (sum of the trees, no transform)."""
+        from onnx import helper, numpy_helper
+
+        return helper.make_node(
+            "TreeEnsemble",
+            [tree_input],
+            [ONNX_SCORE],
+            domain="ai.onnx.ml",
+            n_targets=1,
+            aggregate_function=1,  # SUM
+            post_transform=0,  # NONE: the sigmoid is its own node
+            tree_roots=self.roots,
+            nodes_modes=numpy_helper.from_array(np.zeros(len(self.feat), dtype=np.uint8)),  # LEQ
+            nodes_featureids=self.feat,
+            nodes_splits=numpy_helper.from_array(np.asarray(self.splits, dtype=dtype)),
+            nodes_truenodeids=self.true_ids,
+            nodes_trueleafs=self.true_leaf,
+            nodes_falsenodeids=self.false_ids,
+            nodes_falseleafs=self.false_leaf,
+            nodes_missing_value_tracks_true=self.miss,
+            leaf_targetids=[0] * len(self.leaf_weights),
+            leaf_weights=numpy_helper.from_array(np.asarray(self.leaf_weights, dtype=dtype)),
+        )
+
+
+def _tree_model(
+    table: _NodeTable, n_features: int, dtype: np.dtype, in_dtype: np.dtype, transform: str
+) -> bytes:
+    """The checked, serialised model around ``table``: optional input cast, trees, link."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    in_elem = TensorProto.DOUBLE if in_dtype == np.float64 else TensorProto.FLOAT
+    nodes = []
+    tree_input = ONNX_INPUT
+    if in_elem != elem:
+        tree_input = "features_cast"
+        nodes.append(helper.make_node("Cast", [ONNX_INPUT], [tree_input], to=elem))
+    link = "Sigmoid" if transform == "sigmoid" else "Identity"
+    graph = helper.make_graph(
+        [
+            *nodes,
+            table.node(tree_input, dtype),
+            helper.make_node(link, [ONNX_SCORE], [ONNX_OUTPUT]),
+        ],
+        "nepse_direction_trees",
+        [helper.make_tensor_value_info(ONNX_INPUT, in_elem, [None, n_features])],
+        [
+            helper.make_tensor_value_info(ONNX_OUTPUT, elem, [None, 1]),
+            helper.make_tensor_value_info(ONNX_SCORE, elem, [None, 1]),
+        ],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", _OPSET),
+            helper.make_opsetid("ai.onnx.ml", _ML_OPSET),
+        ],
+        producer_name="nepse_perf",
+    )
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def trees_to_onnx(
     trees: list[TreeArrays],
     baseline: float,
@@ -193,108 +319,18 @@ def trees_to_onnx(
     itself to ``raw_score`` (SciPy's ``expit``, as scikit-learn does), which makes the
     float64 trees bit-for-bit equal to the native model and to any batching.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     dtype = np.dtype(dtype)
     in_dtype = np.dtype(input_dtype or dtype)
     if dtype not in (np.float64, np.float32) or in_dtype not in (np.float64, np.float32):
         raise ValueError(f"dtypes must be float64 or float32, got {dtype} and {in_dtype}")
-    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
-    in_elem = TensorProto.DOUBLE if in_dtype == np.float64 else TensorProto.FLOAT
-    roots, feat, splits, true_ids, true_leaf, false_ids, false_leaf, miss = ([] for _ in range(8))
-    leaf_weights: list[float] = []
-
-    def add_tree(t: TreeArrays, bias: float) -> None:
-        node_base = len(feat)
-        split_ids = np.flatnonzero(~t.is_leaf)
-        leaf_ids = np.flatnonzero(t.is_leaf)
-        node_pos = {int(n): node_base + k for k, n in enumerate(split_ids)}
-        leaf_pos = {int(n): len(leaf_weights) + k for k, n in enumerate(leaf_ids)}
-        leaf_weights.extend((t.value[leaf_ids] + bias).tolist())
-        if len(split_ids) == 0:  # a single leaf: a dummy split with both branches to it
-            roots.append(node_base)
-            feat.append(0)
-            splits.append(0.0)
-            pos = leaf_pos[int(leaf_ids[0])]
-            true_ids.append(pos)
-            true_leaf.append(1)
-            false_ids.append(pos)
-            false_leaf.append(1)
-            miss.append(1)
-            return
-        roots.append(node_pos[0] if 0 in node_pos else node_base)
-        for n in split_ids:
-            feat.append(int(t.feature[n]))
-            splits.append(float(t.threshold[n]))
-            for child, ids, leafs in (
-                (t.left[n], true_ids, true_leaf),
-                (t.right[n], false_ids, false_leaf),
-            ):
-                child = int(child)
-                if t.is_leaf[child]:
-                    ids.append(leaf_pos[child])
-                    leafs.append(1)
-                else:
-                    ids.append(node_pos[child])
-                    leafs.append(0)
-            miss.append(int(bool(t.missing_left[n])))
-
-    for k, tree in enumerate(trees):
-        add_tree(tree, baseline if k == 0 else 0.0)
-    if not trees:
-        raise ValueError("no trees to export")
-    n_nodes = len(feat)
-    nodes = []
-    tree_input = ONNX_INPUT
-    if in_elem != elem:
-        tree_input = "features_cast"
-        nodes.append(helper.make_node("Cast", [ONNX_INPUT], [tree_input], to=elem))
-    ensemble = helper.make_node(
-        "TreeEnsemble",
-        [tree_input],
-        [ONNX_SCORE],
-        domain="ai.onnx.ml",
-        n_targets=1,
-        aggregate_function=1,  # SUM
-        post_transform=0,  # NONE: the sigmoid is its own node below
-        tree_roots=roots,
-        nodes_modes=numpy_helper.from_array(np.zeros(n_nodes, dtype=np.uint8)),  # BRANCH_LEQ
-        nodes_featureids=feat,
-        nodes_splits=numpy_helper.from_array(np.asarray(splits, dtype=dtype)),
-        nodes_truenodeids=true_ids,
-        nodes_trueleafs=true_leaf,
-        nodes_falsenodeids=false_ids,
-        nodes_falseleafs=false_leaf,
-        nodes_missing_value_tracks_true=miss,
-        leaf_targetids=[0] * len(leaf_weights),
-        leaf_weights=numpy_helper.from_array(np.asarray(leaf_weights, dtype=dtype)),
-    )
     if transform not in ("sigmoid", "none"):
         raise ValueError(f"transform must be 'sigmoid' or 'none', got {transform!r}")
-    last = helper.make_node(
-        "Sigmoid" if transform == "sigmoid" else "Identity", [ONNX_SCORE], [ONNX_OUTPUT]
-    )
-    graph = helper.make_graph(
-        [*nodes, ensemble, last],
-        "nepse_direction_trees",
-        [helper.make_tensor_value_info(ONNX_INPUT, in_elem, [None, n_features])],
-        [
-            helper.make_tensor_value_info(ONNX_OUTPUT, elem, [None, 1]),
-            helper.make_tensor_value_info(ONNX_SCORE, elem, [None, 1]),
-        ],
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[
-            helper.make_opsetid("", _OPSET),
-            helper.make_opsetid("ai.onnx.ml", _ML_OPSET),
-        ],
-        producer_name="nepse_perf",
-    )
-    model.ir_version = 10
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    if not trees:
+        raise ValueError("no trees to export")
+    table = _NodeTable()
+    for k, tree in enumerate(trees):
+        table.add_tree(tree, baseline if k == 0 else 0.0)
+    return _tree_model(table, n_features, dtype, in_dtype, transform)
 
 
 def mlp_to_onnx(mlp: Any, n_features: int) -> bytes:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataset import Dataset, validate_features, walk_forward_splits
-from .features import FEATURES
+from nepse_perf.model.dataset import Dataset, validate_features, walk_forward_splits
+from nepse_perf.model.features import FEATURES
 
 __all__ = [
     "BASELINES",
@@ -161,7 +161,7 @@ def make_estimator(
             verbose=-1,
             **merged,
         )
-    from .mlp import MLPClassifier
+    from nepse_perf.model.mlp import MLPClassifier
 
     merged["hidden"] = tuple(merged["hidden"])
     return MLPClassifier(seed=seed, **merged)

@@ -1,8 +1,8 @@
-"""The prediction service and its scaling: FastAPI app, micro-batcher, load tests, nginx, HPA.
+"""The prediction service, the deployable half: FastAPI app, micro-batcher, process, nginx.
 
 ``app.create_app`` / ``app.app_from_env`` (the service), ``batcher.MicroBatcher``,
-``loadtest.run_loadtest`` (open loop) and ``loadtest.run_wrk`` (closed loop),
-``nginx.NginxBalancer`` (a real nginx in front of several instances), ``hpa`` (the
-Kubernetes Horizontal Pod Autoscaler's algorithm, simulated) and ``process.ServiceProcess``
-(start/stop ``nepse-perf serve`` on a free loopback port). Heavy imports stay in the modules.
+``nginx.NginxBalancer`` (a real nginx in front of several instances) and
+``process.ServiceProcess`` (start/stop ``nepse-perf serve`` on a free loopback port). The load
+generators are in :mod:`nepse_perf.bench.loadtest`, the HPA simulator and the serving
+experiments in :mod:`nepse_perf.lessons`. Heavy imports stay in the modules.
 """

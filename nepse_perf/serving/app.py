@@ -33,16 +33,17 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from .batcher import MicroBatcher, Overloaded
+from nepse_perf._infra.checks import positive_int
+from nepse_perf.serving.batcher import MicroBatcher, Overloaded
 
 __all__ = ["ENV_PREFIX", "ServeConfig", "app_from_env", "create_app", "onnx_predictor"]
 
@@ -74,11 +75,8 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_queue", "max_rows", "max_symbols", "max_body_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise ValueError(f"threads must be a whole number >= 1, got {self.threads!r}")
+            positive_int(getattr(self, name), name)
+        positive_int(self.threads, "threads")
         if not (isinstance(self.max_wait_ms, int | float) and 0 <= self.max_wait_ms <= 10_000):
             raise ValueError(f"max_wait_ms must be within 0-10000 ms, got {self.max_wait_ms!r}")
 
@@ -159,7 +157,7 @@ class SymbolFeatures:
         fingerprint = _prices_fingerprint(self.path)
         if fingerprint == self._fingerprint:
             return
-        from ..data import load_prices
+        from nepse_perf.data import load_prices
 
         prices = load_prices(self.path)
         self._prices = prices
@@ -183,7 +181,7 @@ class SymbolFeatures:
             return self._latest(symbols)
 
     def _latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-        from ..model import feature_frame
+        from nepse_perf.model import feature_frame
 
         self._refresh()
         unknown = [s for s in symbols if s not in self._groups]
@@ -387,29 +385,74 @@ def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     the trees and sums in another order: equal to about 1e-16, not bitwise; notebook 10
     counts it). Returns float64 of shape (rows,).
     """
-    from ..model.io import onnx_block_predictor
+    from nepse_perf.model.io import onnx_block_predictor
 
     return onnx_block_predictor(model)
 
 
-def create_app(config: ServeConfig) -> Any:
-    """A FastAPI app serving ``config.model_dir`` (see the module docstring for endpoints).
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error answer: ``{"detail": message}`` with ``status`` (and ``headers``)."""
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
-    The model, the prices and the batcher load in the app's lifespan (once per worker
-    process); ``/readyz`` turns 200 after one warm-up prediction. On shutdown (uvicorn
-    stops accepting and waits for in-flight requests first) the batcher finishes its queue.
+
+async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+    """The app's handler of :class:`BadRequest`: its status, message and headers."""
+    return _error(exc.status, exc.message, exc.headers)
+
+
+async def _read_json(request: Request, max_body_bytes: int) -> Any:
+    """The request body as JSON, counted as it arrives (413 beyond ``max_body_bytes``).
+
+    BadRequest 400 for an empty body or malformed JSON (also JSON nested too deeply).
     """
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise BadRequest(413, f"request body over the limit of {max_body_bytes:,} bytes")
+        parts.append(chunk)
+    body = b"".join(parts)
+    if not body:
+        raise BadRequest(400, "empty body: expected JSON")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "malformed JSON: nested too deeply") from None
 
-    from ..model import load
 
-    metrics = _Metrics()
-    state: dict[str, Any] = {"ready": False}
+class _Service:
+    """One app's model, batcher, prices and metrics: loaded in the lifespan, used by the routes.
+
+    ``model``, ``batcher`` and ``symbols`` are None until the lifespan has loaded them;
+    ``ready`` turns True after the warm-up prediction and False again on shutdown.
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = _Metrics()
+        self.ready = False
+        self.model: Any = None
+        self.batcher: MicroBatcher | None = None
+        self.symbols: SymbolFeatures | None = None
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        from ..data import sample_path
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Load and warm up (once per worker process); on shutdown stop the batcher, which
+        finishes its queue."""
+        await self._start()
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.batcher.stop()
 
+    async def _start(self) -> None:
+        from nepse_perf.data import sample_path
+        from nepse_perf.model import load
+
+        config, metrics = self.config, self.metrics
         model = load(config.model_dir, threads=config.threads)
         batcher = MicroBatcher(
             onnx_predictor(model),
@@ -422,119 +465,133 @@ def create_app(config: ServeConfig) -> Any:
         prices_path = Path(config.prices) if config.prices else sample_path()
         symbols = SymbolFeatures(prices_path, model.features)
         await batcher.start()
-        state.update(model=model, batcher=batcher, symbols=symbols)
+        self.model, self.batcher, self.symbols = model, batcher, symbols
         # warm-up: the prices load, one symbol's features, one model call
         first = await asyncio.to_thread(lambda: symbols.symbols[0])
         _, vec = (await asyncio.to_thread(symbols.latest, [first]))[0]
         await batcher.submit(vec[None, :])
-        state["ready"] = True
-        try:
-            yield
-        finally:
-            state["ready"] = False
-            await batcher.stop()
+        self.ready = True
 
-    app = FastAPI(
-        title="nepse-perf prediction service",
-        version="1",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
-    @app.exception_handler(BadRequest)
-    async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
-        return error(exc.status, exc.message, exc.headers)
-
-    async def read_json(request: Request) -> Any:
-        parts, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise BadRequest(
-                    413, f"request body over the limit of {config.max_body_bytes:,} bytes"
-                )
-            parts.append(chunk)
-        body = b"".join(parts)
-        if not body:
-            raise BadRequest(400, "empty body: expected JSON")
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(400, f"malformed JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequest(400, "malformed JSON: nested too deeply") from None
-
-    async def infer(rows: np.ndarray) -> np.ndarray:
-        if "batcher" not in state:
+    async def infer(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of ``rows`` through the batcher; BadRequest 503 when not loaded or
+        the queue is full (with ``Retry-After``)."""
+        if self.batcher is None:
             raise BadRequest(503, "the model is not loaded yet", {"Retry-After": "1"})
         try:
-            return await state["batcher"].submit(rows)
+            return await self.batcher.submit(rows)
         except Overloaded as exc:
-            metrics.refused.inc()
+            self.metrics.refused.inc()
             raise BadRequest(
                 503, f"overloaded: {exc}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
             ) from None
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
+    def count_feature_computations(self) -> None:
+        """Copy the feature cache's miss count into the ``nepse_feature_computations`` gauge."""
+        if self.symbols is not None:
+            self.metrics.feature_computations.set(self.symbols.computations)
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        if state["ready"]:
-            return JSONResponse({"status": "ready"})
-        return error(503, "not ready: the model or prices are still loading")
 
-    @app.get("/v1/model")
-    async def model_info() -> dict:
-        m = state["model"]
-        return {
-            "name": m.name,
-            "version": m.version,
-            "kind": m.kind,
-            "features": list(m.features),
-            "horizon": m.horizon,
-            "train_start": m.train_start,
-            "train_end": m.train_end,
-            "metrics": m.metrics,
-        }
+def _service(request: Request) -> _Service:
+    """The :class:`_Service` of the app serving ``request``."""
+    return request.app.state.service
 
-    @app.post("/v1/predict/features")
-    async def predict_features(request: Request) -> Response:
-        payload = await read_json(request)
-        rows = _parse_rows(payload, len(state["model"].features), config.max_rows)
-        probs = await infer(rows)
-        body = json.dumps({"prob_up": probs.tolist()}).encode()  # skips FastAPI's encoder
-        return Response(body, media_type="application/json")
 
-    @app.post("/v1/predict")
-    async def predict_symbols(request: Request) -> dict:
-        payload = await read_json(request)
-        symbols = _parse_symbols(payload, config.max_symbols)
-        found = await asyncio.to_thread(state["symbols"].latest, symbols)
-        metrics.feature_computations.set(state["symbols"].computations)
-        rows = np.stack([vec for _, vec in found])
-        probs = await infer(rows)
-        version = state["model"].version
-        return {
-            "predictions": [
-                {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
-                for s, (d, _), p in zip(symbols, found, probs, strict=True)
-            ]
-        }
+#: The endpoints; each app includes them (:func:`create_app`) and finds its service in
+#: ``app.state.service``.
+router = APIRouter()
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        if "symbols" in state:
-            metrics.feature_computations.set(state["symbols"].computations)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return _MetricsAndLimits(app, metrics, config.max_body_bytes)
+@router.get("/healthz")
+async def healthz() -> dict:
+    """Liveness: 200 while the process serves."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 once the model and prices are loaded and warm, else 503."""
+    if _service(request).ready:
+        return JSONResponse({"status": "ready"})
+    return _error(503, "not ready: the model or prices are still loading")
+
+
+@router.get("/v1/model")
+async def model_info(request: Request) -> dict:
+    """The served model: name, version, kind, ordered features, training dates, metrics."""
+    m = _service(request).model
+    return {
+        "name": m.name,
+        "version": m.version,
+        "kind": m.kind,
+        "features": list(m.features),
+        "horizon": m.horizon,
+        "train_start": m.train_start,
+        "train_end": m.train_end,
+        "metrics": m.metrics,
+    }
+
+
+@router.post("/v1/predict/features")
+async def predict_features(request: Request) -> Response:
+    """``{"rows": [[...], ...]}`` -> ``{"prob_up": [...]}``: the pure-inference path."""
+    service = _service(request)
+    payload = await _read_json(request, service.config.max_body_bytes)
+    rows = _parse_rows(payload, len(service.model.features), service.config.max_rows)
+    probs = await service.infer(rows)
+    body = json.dumps({"prob_up": probs.tolist()}).encode()  # skips FastAPI's encoder
+    return Response(body, media_type="application/json")
+
+
+@router.post("/v1/predict")
+async def predict_symbols(request: Request) -> dict:
+    """``{"symbols": [...]}`` -> per symbol its latest session date, ``prob_up``, version."""
+    service = _service(request)
+    payload = await _read_json(request, service.config.max_body_bytes)
+    symbols = _parse_symbols(payload, service.config.max_symbols)
+    found = await asyncio.to_thread(service.symbols.latest, symbols)
+    service.count_feature_computations()
+    rows = np.stack([vec for _, vec in found])
+    probs = await service.infer(rows)
+    version = service.model.version
+    return {
+        "predictions": [
+            {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
+            for s, (d, _), p in zip(symbols, found, probs, strict=True)
+        ]
+    }
+
+
+@router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    """This worker's Prometheus registry as text."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    service = _service(request)
+    service.count_feature_computations()
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(config: ServeConfig) -> Any:
+    """A FastAPI app serving ``config.model_dir`` (see the module docstring for endpoints).
+
+    The model, the prices and the batcher load in the app's lifespan (once per worker
+    process); ``/readyz`` turns 200 after one warm-up prediction. On shutdown (uvicorn
+    stops accepting and waits for in-flight requests first) the batcher finishes its queue.
+    The app is wrapped in the middleware that counts, times and size-limits requests.
+    """
+    service = _Service(config)
+    app = FastAPI(
+        title="nepse-perf prediction service",
+        version="1",
+        lifespan=service.lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.service = service
+    app.add_exception_handler(BadRequest, _bad_request)
+    app.include_router(router)
+    return _MetricsAndLimits(app, service.metrics, config.max_body_bytes)
 
 
 def app_from_env() -> Any:

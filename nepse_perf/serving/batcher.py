@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nepse_perf._infra.checks import positive_int
+
 __all__ = ["BatchStats", "MicroBatcher", "Overloaded"]
 
 
@@ -71,16 +73,12 @@ class MicroBatcher:
         on_batch: Callable[[int, float], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
     ) -> None:
-        if isinstance(max_batch, bool) or int(max_batch) < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch!r}")
+        self.max_batch = positive_int(max_batch, "max_batch")
         if not (float(max_wait_ms) >= 0):
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
-        if isinstance(max_queue, bool) or int(max_queue) < 1:
-            raise ValueError(f"max_queue must be >= 1, got {max_queue!r}")
+        self.max_queue = positive_int(max_queue, "max_queue")
         self.predict = predict
-        self.max_batch = int(max_batch)
         self.max_wait = float(max_wait_ms) / 1000.0
-        self.max_queue = int(max_queue)
         self.stats = BatchStats()
         self._on_batch = on_batch or (lambda rows, seconds: None)
         self._on_queue = on_queue or (lambda rows: None)

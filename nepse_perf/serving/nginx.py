@@ -23,8 +23,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .loadtest import wait_until_ready
-from .process import free_port
+from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.ports import free_port
+from nepse_perf._infra.process import ChildProcess, ProcessDiedError, ProcessTimeoutError, http_ok
 
 __all__ = ["NginxBalancer", "nginx_config"]
 
@@ -43,8 +44,10 @@ def nginx_config(
     ``method`` is ``"least_conn"`` (default: a request goes to the backend with the fewest
     active connections) or ``"round_robin"``. Listens on ``127.0.0.1:listen_port``; all
     paths (pid, logs, temp files) are under ``prefix``. ``max_body_bytes`` becomes
-    ``client_max_body_size`` (nginx answers 413 itself beyond it).
+    ``client_max_body_size`` (nginx answers 413 itself beyond it). ``ValueError`` for an
+    empty or non-loopback ``upstreams``, an unknown ``method`` or ``worker_processes < 1``.
     """
+    worker_processes = positive_int(worker_processes, "worker_processes")
     if not upstreams:
         raise ValueError("at least one upstream is needed")
     if method not in ("least_conn", "round_robin"):
@@ -115,8 +118,13 @@ class NginxBalancer:
         self.method = method
         self.worker_processes = worker_processes
         self.ready_path = ready_path
-        self.proc: subprocess.Popen | None = None
+        self._child: ChildProcess | None = None
         self.prefix: Path | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """nginx's master process while it runs (None before :meth:`start`, after :meth:`stop`)."""
+        return None if self._child is None else self._child.proc
 
     @property
     def url(self) -> str:
@@ -155,34 +163,35 @@ class NginxBalancer:
             msg = test.stderr.strip() or self._error_log()
             self._cleanup()
             raise RuntimeError(f"nginx rejected {conf}: {msg}")
-        self.proc = subprocess.Popen(
-            base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        # nginx's own stdout/stderr (before it opens error.log) go to a file in the prefix;
+        # SIGQUIT is nginx's graceful stop, SIGKILL reaches the workers too (own session)
+        self._child = ChildProcess(
+            base,
+            name="nginx",
+            log=self.prefix / "nginx.out",
+            tail_files=[self.prefix / "error.log"],
+            new_session=True,
+            stop_signals=(signal.SIGQUIT, signal.SIGTERM),
+        ).start()
         try:
-            wait_until_ready(self.url + self.ready_path, timeout=timeout, alive=self.proc.poll)
-        except Exception as exc:
-            log = self._error_log()
+            self._child.wait_ready(
+                http_ok(self.url + self.ready_path), timeout, what="proxying", poll=0.1
+            )
+        except (ProcessDiedError, ProcessTimeoutError) as exc:
             self.stop()
-            raise RuntimeError(f"nginx did not start or proxy: {exc}\n{log}") from None
+            raise RuntimeError(f"nginx did not start or proxy: {exc}") from None
         return self
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """Graceful stop (SIGQUIT), then SIGTERM and SIGKILL; removes the temp directory."""
+        """Graceful stop (SIGQUIT), then SIGTERM and SIGKILL; removes the temp directory.
+
+        Waits up to ``timeout`` s after each signal; returns nginx's exit status (None when
+        it was not running).
+        """
         code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGQUIT)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.terminate()
-                    try:
-                        self.proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                        self.proc.wait()
-            code = self.proc.returncode
-            self.proc = None
+        if self._child is not None:
+            code = self._child.stop(grace=timeout)
+            self._child = None
         self._cleanup()
         return code
 

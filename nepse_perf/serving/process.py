@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from .loadtest import wait_until_ready
+from nepse_perf._infra.ports import free_port
+from nepse_perf._infra.process import (
+    ChildProcess,
+    ProcessDiedError,
+    ProcessTimeoutError,
+    http_ok,
+)
 
 __all__ = ["ServiceProcess", "free_port"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class ServiceProcess:
@@ -36,9 +32,14 @@ class ServiceProcess:
         self.model_dir = Path(model_dir)
         self.options = options
         self.host = "127.0.0.1"
-        self.port = int(options.pop("port", 0) or free_port())  # type: ignore[call-overload]
-        self.proc: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="nepse-serve-", suffix=".log", delete=False)
+        self.port = int(options.pop("port", 0) or free_port(self.host))  # type: ignore[call-overload]
+        # SIGTERM to the server (Uvicorn drains), SIGKILL to its whole session if it hangs
+        self._child = ChildProcess(self.command(), name="serve", new_session=True)
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The running ``Popen`` (None before :meth:`launch`)."""
+        return self._child.proc
 
     @property
     def url(self) -> str:
@@ -59,9 +60,8 @@ class ServiceProcess:
 
     def launch(self) -> ServiceProcess:
         """Start the process without waiting (see :meth:`wait_ready`); returns self."""
-        self.proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self._child.args = self.command()
+        self._child.start()
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> ServiceProcess:
@@ -69,9 +69,10 @@ class ServiceProcess:
         if self.proc is None:
             raise RuntimeError("launch() the process first")
         try:
-            wait_until_ready(self.url + "/readyz", timeout=timeout, alive=self.proc.poll)
-        except Exception:
-            self.stop(timeout=5)
+            self._child.wait_ready(
+                http_ok(self.url + "/readyz"), timeout, what="ready (/readyz 200)", poll=0.1
+            )
+        except (ProcessDiedError, ProcessTimeoutError):  # the child is stopped already
             raise RuntimeError(
                 f"the service did not become ready: {' '.join(self.command())}\n"
                 + self.log_text()[-2000:]
@@ -80,26 +81,15 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         """What the process wrote to stdout and stderr so far."""
-        return Path(self._log.name).read_text(errors="replace")
+        return self._child.output()
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return self._child.stop(grace=timeout)
 
     def close(self) -> None:
         """Stop the process and remove its log file."""
-        self.stop()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        self._child.close(grace=30.0)
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

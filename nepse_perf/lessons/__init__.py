@@ -1,0 +1,1 @@
+"""What only the notebooks use: workbook helpers, lesson demos and simulators."""
