@@ -15,7 +15,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanit
 .PHONY: help venv venv-full test lint unit nbval bench bench-all notebooks lab site lock clean
 
 help:
-	@echo "make bench      create .venv, install, benchmark every backend (medium panel + real sample, scaling chart)"
+	@echo "make bench      create .venv, install, benchmark every backend (medium panel + real sample + whole market, scaling chart)"
 	@echo "make test       lint + unit/property tests + every notebook under nbval (strict)"
 	@echo "make notebooks  re-execute every notebook in place (same kernel as the tests)"
 	@echo "make lab        JupyterLab on notebooks/"
@@ -67,6 +67,7 @@ test: lint unit nbval
 bench: $(STAMP)
 	$(VENV)/bin/nepse-perf bench --size medium --scaling --out bench-results/medium
 	$(VENV)/bin/nepse-perf bench --input data/nepse/nepal-market-data --out bench-results/sample
+	$(VENV)/bin/nepse-perf bench --input data/nepse/market --out bench-results/market
 
 notebooks: $(STAMP_FULL)
 	cd notebooks && for nb in [0-9][0-9]*_*.ipynb; do \

@@ -87,6 +87,21 @@ def make_prices(closes: dict[str, np.ndarray], spread: float = 0.02, seed: int =
     return out
 
 
+def short_market_files(directory: Path, rows: int = 35) -> Path:
+    """``directory``, given a link to each shipped market file with fewer than ``rows`` data rows.
+
+    With the default 35 (MACD's warm-up is 33 bars): the market's 54 short histories, 16 of
+    them a single row (``data/nepse/SOURCE.md``, section 3).
+    """
+    from nepse_perf.data import MARKET_DIR
+
+    for p in sorted(MARKET_DIR.glob("*.csv")):
+        with p.open("rb") as fh:
+            if sum(1 for _ in fh) - 1 < rows:
+                (directory / p.name).symlink_to(p.resolve())
+    return directory
+
+
 @pytest.fixture(scope="session")
 def sample_prices() -> pd.DataFrame:
     """Every real stock and index file of the shipped sample, loaded once."""

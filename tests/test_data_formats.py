@@ -457,29 +457,31 @@ def test_date_format_with_time_of_day(tmp_path) -> None:
 # --------------------------------------------------------------------------- bad input, every new format
 
 
+#: (field, value, 0-based row, message, strict): a blank or non-positive price is an error
+#: only with ``strict=True``; by default it is not published (test_unpublished_prices).
 BAD_VALUES = [
-    ("date", "2020-13-45", 1, "unparseable date '2020-13-45'"),
-    ("date", "02/01/2020", 1, "unparseable date '02/01/2020'"),
-    ("date", "", 2, "missing date"),
-    ("close", "abc", 1, "non-numeric {close} 'abc'"),
-    ("high", "1O8.0", 0, "non-numeric {high} '1O8.0'"),
-    ("open", "", 1, "missing {open}"),
-    ("low", "0.0", 1, "non-positive price {low} 0.0"),
-    ("close", "-107", 2, "non-positive price {close} -107.0"),
-    ("high", "inf", 1, "non-finite {high} inf"),
-    ("volume", "-5.0", 1, "negative {volume} -5.0"),
-    ("turnover", "-1", 1, "negative {turnover} -1.0"),
-    ("volume", "lots", 1, "non-numeric {volume} 'lots'"),
+    ("date", "2020-13-45", 1, "unparseable date '2020-13-45'", False),
+    ("date", "02/01/2020", 1, "unparseable date '02/01/2020'", False),
+    ("date", "", 2, "missing date", False),
+    ("close", "abc", 1, "non-numeric {close} 'abc'", False),
+    ("high", "1O8.0", 0, "non-numeric {high} '1O8.0'", False),
+    ("open", "", 1, "missing {open}", True),
+    ("low", "0.0", 1, "non-positive price {low} 0.0", True),
+    ("close", "-107", 2, "non-positive price {close} -107.0", True),
+    ("high", "inf", 1, "non-finite {high} inf", False),
+    ("volume", "-5.0", 1, "negative {volume} -5.0", False),
+    ("turnover", "-1", 1, "negative {turnover} -1.0", False),
+    ("volume", "lots", 1, "non-numeric {volume} 'lots'", False),
 ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize(("field", "value", "row", "message"), BAD_VALUES)
-def test_bad_value(tmp_path, kind, field, value, row, message) -> None:
+@pytest.mark.parametrize(("field", "value", "row", "message", "strict"), BAD_VALUES)
+def test_bad_value(tmp_path, kind, field, value, row, message, strict) -> None:
     path = write_kind(tmp_path, kind, with_value(field, value, row))
     names = {out: col(kind, out) for out in LONG[1:]}
     expected = f"{path}, {at(kind, row)}: {message.format(**names)}"
-    load_error(path, expected)
+    load_error(path, expected, strict=strict)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -487,8 +489,40 @@ def test_first_bad_row_reported_with_count(tmp_path, kind) -> None:
     rows = with_value("open", "0", 1)
     rows = [*rows, ("2020-01-06", "x", "1", "1", "1", "1", "1"), ("bad", *GOOD[0][1:])]
     path = write_kind(tmp_path, kind, rows)
-    err = load_error(path, f"{path}, {at(kind, 1)}: non-positive")
+    err = load_error(path, f"{path}, {at(kind, 1)}: non-positive", strict=True)
     assert "2 more invalid rows" in str(err)
+    # By default the open of row 1 is not published: the first error is row 2's text open.
+    err = load_error(path, f"{path}, {at(kind, 3)}: non-numeric {col(kind, 'open')} 'x'")
+    assert "1 more invalid row in this file" in str(err)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unpublished_prices(tmp_path, kind) -> None:
+    """Every layout: a 0, negative or blank price is reported once, with its file and row."""
+    rows = [
+        *GOOD,
+        ("2020-01-06", "0", "110", "100", "105", "10", "1050"),  # open only: bar kept
+        ("2020-01-07", "105", "", "-1", "106", "10", "1060"),  # high and low: bar dropped
+    ]
+    path = write_kind(tmp_path, kind, rows)
+    prices = load_prices(path)
+    assert prices["date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2020-01-01",
+        "2020-01-02",
+        "2020-01-05",
+        "2020-01-06",
+    ]
+    assert np.isnan(prices["open"].iloc[3]) and prices["close"].iloc[3] == 105.0
+    got = [
+        (r["column"], r["value"], r["action"], r["file"], f"{at(kind, 0).split()[0]} {r['line']}")
+        for r in prices.attrs["bad_prices"]
+    ]
+    assert [g[:3] for g in got[:1]] == [("open", 0.0, "open set to NaN")]
+    assert got[1][0] == "high" and np.isnan(got[1][1]) and got[1][2] == "dropped bar"
+    assert got[2][:3] == ("low", -1.0, "dropped bar")
+    assert [g[3] for g in got] == [str(path)] * 3
+    assert [g[4] for g in got] == [at(kind, 3), at(kind, 4), at(kind, 4)]
+    assert {r["symbol"] for r in prices.attrs["bad_prices"]} == {"AAA"}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -13,9 +13,13 @@ import pytest
 from nepse_perf.data import (
     DEFAULT_DATA_DIR,
     DEFAULT_INDEX_FILE,
+    MARKET_DIR,
     PRICE_COLUMNS,
+    SAMPLE_DIR,
     DataError,
+    check_prices,
     load_prices,
+    market_path,
     sample_path,
 )
 from nepse_perf.data import paths as data_paths
@@ -268,9 +272,162 @@ def test_duplicate_date_with_different_values(tmp_path: Path) -> None:
         load_prices(path)
 
 
+# --------------------------------------------------------------------------- prices not published
+
+
+def session_rows(n: int, *, seed: int = 3) -> list[str]:
+    """``n`` plausible sessions (open, high, low, close moving a little), 2020-01-01 on."""
+    rng = np.random.default_rng(seed)
+    close = np.round(200 * np.exp(np.cumsum(rng.normal(0, 0.015, n))), 1)
+    days = pd.bdate_range("2020-01-01", periods=n)
+    return [
+        f"{d:%Y-%m-%d},{c - 0.5:.1f},{c + 2:.1f},{c - 2:.1f},{c:.1f},,1000.0,{c * 1000:.1f},A"
+        for d, c in zip(days, close, strict=True)
+    ]
+
+
+def with_cells(rows: list[str], at: int, **cells: str) -> list[str]:
+    """``rows`` with row ``at``'s named price fields replaced (open, high, low, close)."""
+    fields = rows[at].split(",")
+    for name, value in cells.items():
+        fields[["open", "high", "low", "close"].index(name) + 1] = value
+    return [*rows[:at], ",".join(fields), *rows[at + 1 :]]
+
+
+#: Each kind of zero row of the market (SOURCE.md section 3), and the policy branch it takes.
+ZERO_ROWS = {
+    "open only": ({"open": "0.0"}, ["open"], "open set to NaN"),
+    "high and low together": ({"high": "0.0", "low": "0.0"}, ["high", "low"], "dropped bar"),
+    "a single low": ({"low": "0.0"}, ["low"], "dropped bar"),
+    "a negative close": ({"close": "-3"}, ["close"], "dropped bar"),
+    "a blank high": ({"high": ""}, ["high"], "dropped bar"),
+    "open and close": ({"open": "0", "close": "0"}, ["open", "close"], "dropped bar"),
+}
+
+
+@pytest.mark.parametrize("kind", list(ZERO_ROWS))
+def test_each_kind_of_zero_row(tmp_path: Path, kind: str) -> None:
+    """One bad row between normal sessions: reported once, never an indicator input."""
+    from conftest import assert_matches_talib, talib_reference
+
+    from nepse_perf import compute_indicators
+    from nepse_perf.indicators import IndicatorParams
+
+    cells, columns, action = ZERO_ROWS[kind]
+    good = session_rows(80)
+    path = write(tmp_path, "ZERO.csv", with_cells(good, 50, **cells))
+    prices = load_prices(path)
+    records = prices.attrs["bad_prices"]
+    assert [(r["column"], r["action"], r["line"], r["where"]) for r in records] == [
+        (c, action, 52, "line 52") for c in columns
+    ]
+    assert {(r["symbol"], r["date"], r["file"]) for r in records} == {
+        ("ZERO", good[50][:10], str(path))
+    }
+    (tmp_path / "ok").mkdir()
+    reference = load_prices(write(tmp_path / "ok", "ZERO.csv", good))
+    if action == "dropped bar":
+        assert len(prices) == 79 and good[50][:10] not in set(prices["date"].astype(str))
+        expected = reference.drop(index=50).reset_index(drop=True)
+    else:
+        assert len(prices) == 80 and np.isnan(prices["open"].iloc[50])
+        expected = reference.assign(open=reference["open"].where(reference.index != 50))
+    pd.testing.assert_frame_equal(prices, expected, check_exact=True)
+    assert not (prices[["open", "high", "low", "close"]] <= 0).any().any()
+    # The indicators on the bars kept are TA-Lib's on the same bars, and none stays NaN.
+    got = compute_indicators(prices)
+    assert_matches_talib(got, talib_reference(prices))
+    assert np.isfinite(got["atr"].to_numpy()[IndicatorParams().lookbacks()["atr"] :]).all()
+    report = check_prices(prices)
+    listed = report[report["kind"] == "bad_price"]
+    assert listed["detail"].str.endswith("(ZERO.csv, line 52)").all() and len(listed) == len(
+        columns
+    )
+    with pytest.raises(DataError, match=re.escape(f"{path}, line 52: ")):
+        load_prices(path, strict=True)
+
+
+def test_zero_rows_of_every_kind_in_one_file(tmp_path: Path) -> None:
+    rows = session_rows(40)
+    rows = with_cells(rows, 0, open="0.0")  # a first row's open, as in the market
+    rows = with_cells(rows, 10, high="0.0", low="0.0")
+    rows = with_cells(rows, 20, low="0.0")
+    rows = with_cells(rows, 30, open="", high="-1")
+    prices = load_prices(write(tmp_path, "MIX.csv", rows))
+    got = [(r["line"], r["column"], r["action"]) for r in prices.attrs["bad_prices"]]
+    assert got == [
+        (2, "open", "open set to NaN"),
+        (12, "high", "dropped bar"),
+        (12, "low", "dropped bar"),
+        (22, "low", "dropped bar"),
+        (32, "open", "dropped bar"),
+        (32, "high", "dropped bar"),
+    ]
+    assert len(prices) == 37 and prices["open"].isna().sum() == 1
+    (note,) = prices.attrs["load_notes"]
+    assert "6 price cell(s) not published" in note and "3 bar(s) dropped, 1 open(s)" in note
+
+
+def test_a_symbol_that_loses_every_bar(tmp_path: Path) -> None:
+    write(tmp_path, "GONE.csv", ["2020-01-01,0.0,0.0,0.0,0.0,,10.0,0.0,A"])
+    write(tmp_path, "KEPT.csv", GOOD_ROWS)
+    prices = load_prices(tmp_path)
+    assert prices["symbol"].cat.categories.tolist() == ["KEPT"] and len(prices) == 3
+    assert {r["symbol"] for r in prices.attrs["bad_prices"]} == {"GONE"}
+    report = check_prices(prices)
+    assert report.loc[report["kind"] == "bad_price", "symbol"].astype(str).unique().tolist() == [
+        "GONE"
+    ]
+    alone = load_prices(tmp_path / "GONE.csv")  # nothing left: an empty frame, still reported
+    assert len(alone) == 0 and tuple(alone.columns) == PRICE_COLUMNS
+    assert len(alone.attrs["bad_prices"]) == 4
+    assert alone["date"].dtype == np.dtype("datetime64[ns]")
+
+
+def test_market_and_sample_paths() -> None:
+    assert SAMPLE_DIR == DEFAULT_DATA_DIR == sample_path()
+    assert market_path() == MARKET_DIR == SAMPLE_DIR.parent / "market"
+    assert (MARKET_DIR / "ADBL.csv").is_symlink()
+
+
+def test_links_are_followed_and_a_broken_one_named(tmp_path: Path) -> None:
+    (tmp_path / "ADBL.csv").symlink_to(DEFAULT_DATA_DIR / "ADBL.csv")
+    (tmp_path / "LICENSE").symlink_to(DEFAULT_DATA_DIR / "LICENSE")
+    pd.testing.assert_frame_equal(load_prices(tmp_path), load_prices(DEFAULT_DATA_DIR / "ADBL.csv"))
+    (tmp_path / "GONE.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(
+        DataError, match=re.escape(f"{tmp_path / 'GONE.csv'}: broken symbolic link")
+    ):
+        load_prices(tmp_path)
+
+
+def test_files_read_together_or_alone_give_the_same_frame(tmp_path: Path) -> None:
+    """A directory's files of one header are parsed as a batch; odd files on their own."""
+    write(tmp_path, "AAA.csv", GOOD_ROWS)
+    write(tmp_path, "BBB.csv", [*GOOD_ROWS[:2], ""])  # a blank last line
+    (tmp_path / "CRLF.csv").write_bytes(("\r\n".join([HEADER, *GOOD_ROWS]) + "\r\n").encode())
+    (tmp_path / "NOEOL.csv").write_text("\n".join([HEADER, *GOOD_ROWS]))  # no final newline
+    quoted = [r.replace(",A", ',"A"') for r in GOOD_ROWS]
+    write(tmp_path, "QUOTED.csv", quoted)  # quotes: read on its own
+    write(tmp_path, "ZERO.csv", with_cells(GOOD_ROWS, 1, low="0"))
+    together = load_prices(tmp_path)
+    alone = pd.concat(
+        [load_prices(p).astype({"symbol": str}) for p in sorted(tmp_path.glob("*.csv"))],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(together.astype({"symbol": str}), alone, check_exact=True)
+    (record,) = together.attrs["bad_prices"]
+    assert (record["file"], record["line"]) == (str(tmp_path / "ZERO.csv"), 3)
+    # An error in any file of a batch still names that file and its own line.
+    write(tmp_path, "CCC.csv", [GOOD_ROWS[0], "2020-01-02,1,2,1,x,,1,1,A"])
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'CCC.csv'}, line 3: non-numeric")):
+        load_prices(tmp_path)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
+#: Rows that are errors even by default; ``STRICT_ONLY`` are errors only with strict=True.
 @pytest.mark.parametrize(
     ("row", "at", "message"),
     [
@@ -295,17 +452,6 @@ def test_duplicate_date_with_different_values(tmp_path: Path) -> None:
             0,
             "line 2: non-numeric high '1O8.0'",
         ),
-        ("2020-01-02,,108.0,101.0,107.0,,2000.0,214000.0,A", 1, "line 3: missing open"),
-        (
-            "2020-01-02,105.0,108.0,0.0,107.0,,2000.0,214000.0,A",
-            1,
-            "line 3: non-positive price low 0.0",
-        ),
-        (
-            "2020-01-02,105.0,108.0,101.0,-107,,2000.0,214000.0,A",
-            2,
-            "line 4: non-positive price close -107.0",
-        ),
         ("2020-01-02,105.0,inf,101.0,107.0,,2000.0,214000.0,A", 1, "line 3: non-finite high inf"),
         (
             "2020-01-02,105.0,108.0,101.0,107.0,,-5.0,214000.0,A",
@@ -327,13 +473,44 @@ def test_duplicate_date_with_different_values(tmp_path: Path) -> None:
             1,
             "line 3: malformed row: 10 fields",
         ),
-        ("2020-01-02,105.0,108.0,101.0", 1, "line 3: missing close"),
+        # A cut-off line is malformed, not a bar whose close was not published.
+        ("2020-01-02,105.0,108.0,101.0", 1, "line 3: malformed row: 4 fields, the header has 9"),
     ],
 )
 def test_bad_row(tmp_path: Path, row: str, at: int, message: str) -> None:
     path = bad(tmp_path, row, at=at)
     with pytest.raises(DataError, match=re.escape(f"{path}, {message}")):
         load_prices(path)
+    with pytest.raises(DataError, match=re.escape(f"{path}, {message}")):
+        load_prices(path, strict=True)
+
+
+STRICT_ONLY = [
+    ("2020-01-02,,108.0,101.0,107.0,,2000.0,214000.0,A", 1, "line 3: missing open"),
+    (
+        "2020-01-02,105.0,108.0,0.0,107.0,,2000.0,214000.0,A",
+        1,
+        "line 3: non-positive price low 0.0",
+    ),
+    (
+        "2020-01-02,105.0,108.0,101.0,-107,,2000.0,214000.0,A",
+        2,
+        "line 4: non-positive price close -107.0",
+    ),
+    ("2020-01-02,105.0,108.0,101.0,,,2000.0,214000.0,A", 1, "line 3: missing close"),
+]
+
+
+@pytest.mark.parametrize(("row", "at", "message"), STRICT_ONLY)
+def test_unpublished_price_is_an_error_only_when_strict(
+    tmp_path: Path, row: str, at: int, message: str
+) -> None:
+    path = bad(tmp_path, row, at=at)
+    with pytest.raises(DataError, match=re.escape(f"{path}, {message}")):
+        load_prices(path, strict=True)
+    prices = load_prices(path)
+    (record,) = prices.attrs["bad_prices"]
+    assert (record["file"], record["line"]) == (str(path), at + 2)
 
 
 def test_first_bad_line_reported_with_count(tmp_path: Path) -> None:
@@ -347,8 +524,11 @@ def test_first_bad_line_reported_with_count(tmp_path: Path) -> None:
     with pytest.raises(
         DataError, match=re.escape(f"{path}, line 3: non-positive price open 0")
     ) as err:
-        load_prices(path)
+        load_prices(path, strict=True)
     assert "2 more invalid rows" in str(err.value)
+    with pytest.raises(DataError, match=re.escape(f"{path}, line 4: non-numeric open 'x'")) as err:
+        load_prices(path)  # the open of line 3 is not published: not an error by default
+    assert "1 more invalid row in this file" in str(err.value)
 
 
 def test_capstone_line_numbers_count_the_blank_line(tmp_path: Path) -> None:

@@ -17,10 +17,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
-from conftest import assert_matches_talib, free_port, start_logged, talib_reference, wait_for
+from conftest import (
+    assert_matches_talib,
+    free_port,
+    short_market_files,
+    start_logged,
+    talib_reference,
+    wait_for,
+)
 
 from nepse_perf import compute_indicators
-from nepse_perf.data import DataError, sample_path
+from nepse_perf.data import DataError, load_prices, sample_path
 from nepse_perf.engines.pool import ParallelError
 from nepse_perf.engines.ray import (
     ADDRESS_ENV,
@@ -93,6 +100,14 @@ class TestLocalRay:
         nabil = (sample_prices["symbol"] == "NABIL").to_numpy()
         assert result.indicators[nabil].isna().all().all()
         pd.testing.assert_frame_equal(result.indicators[~nabil], in_process[~nabil])
+
+    def test_short_histories_of_the_market(self, tmp_path: Path) -> None:
+        """The market's 54 files shorter than MACD's warm-up (16 of one row) equal TA-Lib."""
+        prices = load_prices(short_market_files(tmp_path))
+        assert prices["symbol"].nunique() == 54 and prices.groupby("symbol").size().min() == 1
+        got = compute_indicators_ray(tmp_path, batch_symbols=7)
+        pd.testing.assert_frame_equal(got, compute_indicators(prices, "numba_parallel"))
+        assert_matches_talib(got, talib_reference(prices))
 
     def test_bad_input_names_the_file(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="no-such-dir"):

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_matches_talib, talib_reference
+from conftest import assert_matches_talib, short_market_files, talib_reference
 from pyspark.errors import PythonException
 from pyspark.sql import SparkSession
 
 from nepse_perf import compute_indicators
-from nepse_perf.data import DataError, sample_path
+from nepse_perf.data import DataError, load_prices, sample_path
 from nepse_perf.engines.spark import (
     MASTER_ENV,
     compute_indicators_spark,
@@ -110,6 +110,20 @@ class TestLocalSpark:
 
         with pytest.raises(PythonException, match="symbol NABIL: ValueError: bad bar"):
             compute_indicators_spark(sample_prices, spark=spark, backend=fails_on_nabil)
+
+    def test_short_histories_of_the_market(self, spark: SparkSession, tmp_path: Path) -> None:
+        """The market's 54 files shorter than MACD's warm-up (16 of one row) equal TA-Lib."""
+        prices = load_prices(short_market_files(tmp_path))
+        assert prices["symbol"].nunique() == 54 and prices.groupby("symbol").size().min() == 1
+        got = compute_indicators_spark(tmp_path, spark=spark)
+        pd.testing.assert_frame_equal(got, compute_indicators(prices, "numba_parallel"))
+        ref = talib_reference(prices)
+        assert_matches_talib(got, ref)
+        bands = pd.DataFrame(sma_bbands_spark(prices, spark), columns=BANDS)
+        for col in BANDS:  # SQL windows: NaN until a window is full, as TA-Lib
+            g, r = bands[col].to_numpy(), ref[col].to_numpy()
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=col)
+            np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-9, err_msg=col)
 
     def test_bad_input_names_the_file(self, spark: SparkSession, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="no-such-dir"):

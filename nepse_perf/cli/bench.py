@@ -4,6 +4,7 @@ against panel size, CPU vs GPU)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from nepse_perf.bench.scaling import (
     write_scaling,
 )
 from nepse_perf.bench.sweep import RECORDED_SWEEP, format_sweep, panel_size_sweep, write_sweep
+from nepse_perf.bench.timing import format_seconds, measure
 from nepse_perf.cli.args import (
     UsageError,
     add_command,
@@ -32,7 +34,7 @@ from nepse_perf.cli.args import (
     report_error,
     usage_errors,
 )
-from nepse_perf.data import synthetic_prices
+from nepse_perf.data import load_prices, synthetic_prices
 from nepse_perf.data.synthetic import SIZES
 from nepse_perf.indicators.panel import panel_from_frame
 from nepse_perf.pipeline import BACKENDS
@@ -41,6 +43,9 @@ __all__ = ["DEFAULT_SIZE", "add_parsers"]
 
 #: The synthetic size ``bench`` runs without a data option.
 DEFAULT_SIZE = "medium"
+
+#: Timed calls of ``load_prices`` behind the report's load line (``--input`` only).
+LOAD_REPEAT = 3
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -217,6 +222,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         dataset=dataset,
         panel=panel,
     )
+    if args.input is not None:
+        say(f"timing load_prices({args.input}), {LOAD_REPEAT} calls ...")
+        results.attrs["notes"].append(_load_line(args, prices))
     info = machine_info()
     print(format_header(results, info))
     print()
@@ -231,6 +239,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return report_error("bench", f"cannot write reports to {args.out}: {exc}")
     say("wrote " + ", ".join(str(p) for p in paths.values()))
     return _bench_scaling(args, bandwidth, say) if args.scaling else 0
+
+
+def _load_line(args: argparse.Namespace, prices: pd.DataFrame) -> str:
+    """The report's line on how long ``load_prices`` of ``--input`` takes (median of calls).
+
+    Timed after the load that gave ``prices`` (so the files are in the page cache), with the
+    options ``bench`` loaded them with; the 1-minute load average says how busy the machine was.
+    """
+    timing = measure(
+        lambda: load_prices(
+            args.input, adjust=args.adjust, columns=args.columns, date_format=args.date_format
+        ),
+        repeat=LOAD_REPEAT,
+        warmup=0,
+    )
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"load: load_prices({args.input}) median {format_seconds(timing.median)} of "
+        f"{LOAD_REPEAT} calls (best {format_seconds(timing.best)}) for {len(prices):,} rows, "
+        f"{prices['symbol'].nunique():,} symbols; 1-minute load average {busy:.1f} on "
+        f"{os.cpu_count()} CPUs"
+    )
 
 
 def _bench_scaling(args: argparse.Namespace, bandwidth: Bandwidth, say) -> int:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from nepse_perf.data.corporate_actions import adjust_for_gaps, corporate_action_gaps
 from nepse_perf.data.errors import DataError
 from nepse_perf.data.loader import load_prices, prices_from
-from nepse_perf.data.paths import DEFAULT_DATA_DIR, DEFAULT_INDEX_FILE, sample_path
+from nepse_perf.data.paths import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_INDEX_FILE,
+    MARKET_DIR,
+    SAMPLE_DIR,
+    market_path,
+    sample_path,
+)
 from nepse_perf.data.quality import check_prices
 from nepse_perf.data.schema import PRICE_COLUMNS
 from nepse_perf.data.synthetic import synthetic_prices
@@ -18,12 +25,15 @@ from nepse_perf.data.synthetic import synthetic_prices
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_INDEX_FILE",
+    "MARKET_DIR",
     "PRICE_COLUMNS",
+    "SAMPLE_DIR",
     "DataError",
     "adjust_for_gaps",
     "check_prices",
     "corporate_action_gaps",
     "load_prices",
+    "market_path",
     "prices_from",
     "sample_path",
     "synthetic_prices",

@@ -17,12 +17,18 @@ The layout of each file is recognised from its header line (CSV) or column names
 Without a symbol column the symbol of a file is its stem (``ADBL.csv`` -> ``ADBL``,
 ``nepse_index.csv`` -> ``nepse_index``).  Every row of every format goes through the same
 checks.  Nothing here hard-codes a symbol list, assumes a weekday calendar, prints or warns.
+
+Speed: the stem-named CSV files of one header are parsed together, one ``read_csv`` for up
+to :data:`_BATCH_BYTES` of them (the whole 387-file market in one), and checked as one table
+whose rows keep their own file and line.  Any error in a batch makes the loader read those
+files again one at a time, so a message always names the first bad file and its own line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +45,7 @@ from nepse_perf.data.errors import DataError
 from nepse_perf.data.formats import Layout, check_column_mapping, detect_layout
 from nepse_perf.data.quality import check_prices
 from nepse_perf.data.schema import OHLC, PRICE_COLUMNS, VALUE_COLUMNS
+from nepse_perf.data.unpublished import bad_price_note, bar_mask, make_records, sort_records
 
 __all__ = ["load_prices", "prices_from"]
 
@@ -64,16 +71,61 @@ _ISO_DATE = "%Y-%m-%d"
 
 _NS_PER_DAY = 86_400 * 10**9
 
+#: CSV files of one header are parsed together up to about this many bytes at a time.
+_BATCH_BYTES = 64 * 2**20
+
+
+class _Lines:
+    """The lines of a CSV text (str or UTF-8 bytes), split on first use: ``lines[k]``."""
+
+    def __init__(self, text: str | bytes) -> None:
+        self._text: str | bytes | None = text
+        self._lines: list[str] = []
+
+    def __getitem__(self, k: int) -> str:
+        if self._text is not None:
+            text = self._text
+            self._lines = _LINE_BREAK.split(
+                text.decode("utf-8") if isinstance(text, bytes) else text
+            )
+            self._text = None
+        return self._lines[k]
+
 
 @dataclass
 class _Table:
-    """One file's rows as read, before any check: ``where`` holds each row's line or row."""
+    """One file's rows as read, before any check: ``where`` holds each row's line or row.
+
+    A *batch* table holds the rows of several stem-named CSV files of one header, parsed in
+    one go: ``files`` lists them (in symbol order) and ``file_of_row`` says whose each row is.
+    ``lines[src[i]]`` is the text of row ``i`` (CSV only; ``n_fields`` header fields).
+    """
 
     path: Path
     layout: Layout
     rows: pd.DataFrame
     where: np.ndarray  # int64: file line (CSV, header = line 1) or data row (Parquet, 1-based)
     unit: str  # "line" or "row"
+    lines: _Lines | None = None
+    src: np.ndarray | None = None
+    n_fields: int = 0
+    files: tuple[Path, ...] = ()
+    file_of_row: np.ndarray | None = None
+
+    def path_of(self, i: int) -> Path:
+        """The file row ``i`` was read from."""
+        return self.files[self.file_of_row[i]] if self.file_of_row is not None else self.path
+
+
+@dataclass
+class _CsvFile:
+    """One CSV file read, decoded and its header recognised, before its rows are parsed."""
+
+    path: Path
+    raw: bytes
+    text: str
+    fields: list[str]
+    layout: Layout
 
 
 @dataclass
@@ -114,12 +166,22 @@ def load_prices(
     output columns to source column names (``{"close": "LTP", "date": "Day"}``) for anything
     else, and ``date_format`` (a ``strftime`` pattern such as ``"%d/%m/%Y"``; default ISO
     ``YYYY-MM-DD``) reads text dates in another layout.  A date must not carry a time of day.
-    A directory is read non-recursively; other files (``LICENSE``) and hidden or ``_``-prefixed
-    files are ignored; a symbol may span several ``long`` files but not repeat a date across
-    them.  Structural problems raise :class:`DataError` naming the file and the 1-based file
-    line (CSV, header = line 1) or data row (Parquet).  Rows repeating a symbol's date with
-    identical values are dropped and counted in ``attrs["dropped_duplicates"]`` (int) and
-    ``attrs["dropped_duplicates_by_symbol"]`` (symbol -> int, every symbol listed);
+    A directory is read non-recursively, following symbolic links (``MARKET_DIR`` links the
+    sample's files; a broken link is a :class:`DataError`); other files (``LICENSE``) and
+    hidden or ``_``-prefixed files are ignored; a symbol may span several ``long`` files but
+    not repeat a date across them.  Structural problems raise :class:`DataError` naming the
+    file and the 1-based file line (CSV, header = line 1) or data row (Parquet).  A price
+    that is ``0``, negative or blank was not published (:mod:`nepse_perf.data.unpublished`):
+    a bar whose ``high``, ``low`` or ``close`` was not published is dropped (the indicators
+    read these three, and a NaN in them would stay in Wilder's ATR for good), a bar whose
+    only unpublished price is ``open`` is kept with ``open`` NaN; each such cell is one record
+    of ``attrs["bad_prices"]`` (``symbol, date, column, value, action, file, line, where``,
+    sorted; ``check_prices`` lists them, ``attrs["load_notes"]`` counts them) and a symbol
+    left without a bar is absent from the frame, not from the records; ``strict=True``
+    raises :class:`DataError` on the first one instead, naming the file and line.  Rows
+    repeating a symbol's date with identical values are dropped and counted in
+    ``attrs["dropped_duplicates"]`` (int) and ``attrs["dropped_duplicates_by_symbol"]``
+    (symbol -> int, every symbol listed);
     ``attrs["formats"]``, ``attrs["columns_used"]`` (output column -> source columns,
     ``"<file stem>"``/``"<absent>"`` where none), ``attrs["columns_ignored"]`` and
     ``attrs["load_notes"]`` (e.g. which column was taken as the close beside ``Adj Close``)
@@ -144,15 +206,15 @@ def load_prices(
     else:
         raise FileNotFoundError(f"{root}: no such file or directory")
 
-    layouts: list[tuple[Path, Layout]] = []
-    pieces: list[_Parsed] = []
-    for p in files:  # one file's raw rows at a time
-        table = _read_file(p, mapping)
-        layouts.append((p, table.layout))
-        pieces += _parse_table(table, date_format)
-        del table
-    parsed = _merge(root, pieces)
-    prices = _assemble(parsed, layouts)
+    try:
+        read = _read_all(files, mapping, date_format, strict, batch=True)
+    except DataError:
+        # Some file of a batch failed: read one file at a time, which raises the first bad
+        # file's own error with its own line numbers (or, were the batch wrong, reads them).
+        read = _read_all(files, mapping, date_format, strict, batch=False)
+    layouts, pieces, records = read
+    parsed = [p for p in _merge(root, pieces) if len(p.dates)]  # a symbol may lose every bar
+    prices = _assemble(parsed, layouts, records)
     if strict:
         _raise_on_anomalies(prices, {p.symbol: p.path for p in parsed})
     if adjust:
@@ -175,7 +237,64 @@ def prices_from(source: str | PathLike[str] | pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_data_file(p: Path) -> bool:
-    return p.suffix.lower() in _DATA_SUFFIXES and not p.name.startswith((".", "_")) and p.is_file()
+    """A ``.csv``/``.parquet``/``.pq`` file (or a link to one); a broken link is an error."""
+    if p.suffix.lower() not in _DATA_SUFFIXES or p.name.startswith((".", "_")):
+        return False
+    if p.is_symlink() and not p.exists():
+        raise DataError(
+            f"{p}: broken symbolic link (to {os.readlink(p)}); the file it names is missing"
+        )
+    return p.is_file()
+
+
+_Read = tuple[list[tuple[Path, Layout]], list[_Parsed], list[dict[str, object]]]
+
+
+def _read_all(
+    files: list[Path],
+    mapping: Mapping[str, str] | None,
+    date_format: str | None,
+    strict: bool,
+    *,
+    batch: bool,
+) -> _Read:
+    """Each file's layout, the per-symbol pieces and the records of unpublished prices.
+
+    With ``batch``, the stem-named CSV files of one header are parsed together
+    (:func:`_batch_table`), about :data:`_BATCH_BYTES` at a time: one parse for the whole
+    market instead of one per file. Without it, one file's raw rows at a time.
+    """
+    layouts: list[tuple[Path, Layout]] = []
+    pieces: list[_Parsed] = []
+    records: list[dict[str, object]] = []
+
+    def parse(table: _Table) -> None:
+        got, found = _parse_table(table, date_format, strict)
+        pieces.extend(got)
+        records.extend(found)
+
+    groups: dict[tuple[str, ...], list[_CsvFile]] = {}
+    size: dict[tuple[str, ...], int] = {}  # bytes held per group
+    for p in files:
+        item = _open_file(p, mapping)
+        layouts.append((p, item.layout))
+        if isinstance(item, _Table):
+            parse(item)
+        elif not (batch and _batchable(item)):
+            parse(_csv_table(item))
+        else:
+            key = tuple(item.fields)
+            group = groups.setdefault(key, [])
+            group.append(item)
+            size[key] = size.get(key, 0) + len(item.raw)
+            if size[key] >= _BATCH_BYTES:
+                parse(_group_table(group))
+                group.clear()
+                size[key] = 0
+    for group in groups.values():
+        if group:
+            parse(_group_table(group))
+    return layouts, pieces, records
 
 
 def _merge(root: Path, pieces: list[_Parsed]) -> list[_Parsed]:
@@ -231,7 +350,9 @@ def _merge_files(symbol: str, group: list[_Parsed]) -> _Parsed:
     )
 
 
-def _assemble(parsed: list[_Parsed], layouts: list[tuple[Path, Layout]]) -> pd.DataFrame:
+def _assemble(
+    parsed: list[_Parsed], layouts: list[tuple[Path, Layout]], records: list[dict[str, object]]
+) -> pd.DataFrame:
     """Concatenate per-symbol results (already in symbol order) into the output frame."""
     categories = [p.symbol for p in parsed]
     lengths = np.array([len(p.dates) for p in parsed], dtype=np.int64)
@@ -239,15 +360,23 @@ def _assemble(parsed: list[_Parsed], layouts: list[tuple[Path, Layout]]) -> pd.D
     # The float columns go straight into one (column, row) block, the layout pandas would
     # consolidate them into anyway, so the values are copied once, not twice.
     block = np.empty((len(VALUE_COLUMNS), int(lengths.sum())), dtype=np.float64)
-    for k, col in enumerate(VALUE_COLUMNS):
-        np.concatenate([p.values[col] for p in parsed], out=block[k])
+    dates = np.empty(int(lengths.sum()), dtype="datetime64[ns]")
+    if parsed:  # every bar of every file may have been dropped
+        for k, col in enumerate(VALUE_COLUMNS):
+            np.concatenate([p.values[col] for p in parsed], out=block[k])
+        np.concatenate([p.dates for p in parsed], out=dates)
     prices = pd.DataFrame(block.T, columns=list(VALUE_COLUMNS), copy=False)
     prices.insert(0, "symbol", pd.Categorical.from_codes(codes, categories=categories))
-    prices.insert(1, "date", np.concatenate([p.dates for p in parsed]))
+    prices.insert(1, "date", dates)
     by_symbol = {p.symbol: p.dropped for p in parsed}
     prices.attrs["dropped_duplicates"] = int(sum(by_symbol.values()))
     prices.attrs["dropped_duplicates_by_symbol"] = by_symbol
     _describe_sources(prices.attrs, layouts)
+    prices.attrs["bad_prices"] = sort_records(records)
+    note = bad_price_note(records)
+    if note is not None:
+        files = sorted({Path(str(r["file"])) for r in records})
+        prices.attrs["load_notes"].append(f"{_some_files(files)}: {note}")
     return prices
 
 
@@ -300,8 +429,8 @@ def _raise_on_anomalies(prices: pd.DataFrame, files: Mapping[str, Path]) -> None
 # --------------------------------------------------------------------------- reading one file
 
 
-def _read_file(path: Path, columns: Mapping[str, str] | None) -> _Table:
-    """Read one file, CSV text or Parquet (by its magic bytes), and recognise its layout."""
+def _open_file(path: Path, columns: Mapping[str, str] | None) -> _Table | _CsvFile:
+    """Read one file: Parquet (by its magic bytes) as a table, CSV text with its header known."""
     name = str(path)
     try:
         with path.open("rb") as fh:
@@ -315,7 +444,7 @@ def _read_file(path: Path, columns: Mapping[str, str] | None) -> _Table:
         if not raw.strip():
             raise DataError(f"{name}: empty file")
         raise DataError(f"{name}: not a Parquet file (it does not start with the PAR1 magic bytes)")
-    return _read_csv(path, raw, columns)
+    return _open_csv(path, raw, columns)
 
 
 def _read_parquet(path: Path, columns: Mapping[str, str] | None) -> _Table:
@@ -340,22 +469,101 @@ def _read_parquet(path: Path, columns: Mapping[str, str] | None) -> _Table:
     return _Table(path=path, layout=layout, rows=rows, where=where, unit="row")
 
 
-def _read_csv(path: Path, raw: bytes, columns: Mapping[str, str] | None) -> _Table:
+def _open_csv(path: Path, raw: bytes, columns: Mapping[str, str] | None) -> _CsvFile:
+    """Decode one CSV file and recognise its layout from the header line (no rows read)."""
     name = str(path)
     text = _decode(name, raw)
     header = _LINE_BREAK.split(text, maxsplit=1)[0].removeprefix("\ufeff")
     fields = [f.strip() for f in next(csv.reader([header]), [""])]
     layout = detect_layout(fields, f"{name}, line 1", f"header {header[:200]!r}", columns)
-    rows = _read_rows(name, raw, fields, layout)
-    lines = np.arange(2, len(rows) + 2, dtype=np.int64)  # file line of each row
-    blank = _blank_rows(rows, layout, text) if len(rows) else None
+    return _CsvFile(path=path, raw=raw, text=text, fields=fields, layout=layout)
+
+
+def _csv_table(f: _CsvFile) -> _Table:
+    """One CSV file's rows, its blank lines left out."""
+    name = str(f.path)
+    rows = _read_rows(name, f.raw, f.fields, f.layout)
+    where = np.arange(2, len(rows) + 2, dtype=np.int64)  # file line of each row
+    src = where - 1  # file line L is lines[L - 1]
+    lines = _Lines(f.text)
+    blank = _blank_rows(rows, f.layout, lines, src) if len(rows) else None
     if blank is not None:
         keep = ~blank
-        rows = rows.loc[keep]
-        lines = lines[keep]
+        rows, where, src = rows.loc[keep], where[keep], src[keep]
     if len(rows) == 0:
         raise DataError(f"{name}: header only, no data rows")
-    return _Table(path=path, layout=layout, rows=rows, where=lines, unit="line")
+    return _Table(
+        path=f.path,
+        layout=f.layout,
+        rows=rows,
+        where=where,
+        unit="line",
+        lines=lines,
+        src=src,
+        n_fields=len(f.fields),
+    )
+
+
+def _batchable(f: _CsvFile) -> bool:
+    """Whether ``f`` can be parsed in a batch: stem-named, and each row one line of text."""
+    raw = f.raw
+    bare_cr = b"\r" in raw and raw.count(b"\r") != raw.count(b"\r\n")
+    return f.layout.symbol is None and b'"' not in raw and not bare_cr
+
+
+def _group_table(group: list[_CsvFile]) -> _Table:
+    """The table of a batch of files: one file's own table, or several parsed together."""
+    return _csv_table(group[0]) if len(group) == 1 else _batch_table(group)
+
+
+def _body(raw: bytes) -> bytes:
+    """The lines after a CSV file's header line, ending with a line break."""
+    cut = raw.find(b"\n")
+    body = raw[cut + 1 :] if cut >= 0 else b""
+    return body if not body or body.endswith(b"\n") else body + b"\n"
+
+
+def _batch_table(group: list[_CsvFile]) -> _Table:
+    """The rows of several CSV files of one header, parsed as one text (see :class:`_Table`).
+
+    Every check of a single file's table applies; anything unexpected (rows that do not line
+    up with the files' lines, a column not numeric in every file, a file without rows)
+    raises DataError, and :func:`load_prices` then reads the files one at a time.
+    """
+    first = group[0]
+    name = f"{first.path} (and {len(group) - 1} more file(s) read together)"
+    bodies = [_body(f.raw) for f in group]
+    counts = np.array([b.count(b"\n") for b in bodies], dtype=np.int64)
+    raw = b"".join(bodies)
+    del bodies
+    rows = _read_rows(name, raw, first.fields, first.layout, skiprows=0)
+    if len(rows) != counts.sum():
+        raise DataError(f"{name}: the rows do not line up with the files' lines")
+    for src_col in first.layout.columns.values():
+        if rows[src_col].dtype.kind not in "iuf":
+            raise DataError(f"{name}: column {src_col!r} is not numeric in every file")
+    file_of_row = np.repeat(np.arange(len(group), dtype=np.int64), counts)
+    src = np.arange(len(rows), dtype=np.int64)  # row i is line i of the joined text
+    where = src - np.repeat(np.cumsum(counts) - counts, counts) + 2
+    lines = _Lines(raw)
+    blank = _blank_rows(rows, first.layout, lines, src) if len(rows) else None
+    if blank is not None:
+        keep = ~blank
+        rows, where, src, file_of_row = rows.loc[keep], where[keep], src[keep], file_of_row[keep]
+    if (np.bincount(file_of_row, minlength=len(group)) == 0).any():
+        raise DataError(f"{name}: a file has no data rows")
+    return _Table(
+        path=first.path,
+        layout=first.layout,
+        rows=rows,
+        where=where,
+        unit="line",
+        lines=lines,
+        src=src,
+        n_fields=len(first.fields),
+        files=tuple(f.path for f in group),
+        file_of_row=file_of_row,
+    )
 
 
 def _decode(name: str, raw: bytes) -> str:
@@ -378,7 +586,9 @@ def _decode(name: str, raw: bytes) -> str:
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def _read_rows(name: str, raw: bytes, fields: list[str], layout: Layout) -> pd.DataFrame:
+def _read_rows(
+    name: str, raw: bytes, fields: list[str], layout: Layout, skiprows: int = 1
+) -> pd.DataFrame:
     dtype = {layout.date: str}
     na_values: list[str] | dict[str, list[str]] = _NA_VALUES
     if layout.symbol is not None:
@@ -389,7 +599,7 @@ def _read_rows(name: str, raw: bytes, fields: list[str], layout: Layout) -> pd.D
         return pd.read_csv(
             io.BytesIO(raw),
             header=None,
-            skiprows=1,
+            skiprows=skiprows,
             names=fields,
             dtype=dtype,
             keep_default_na=False,
@@ -411,8 +621,13 @@ def _read_rows(name: str, raw: bytes, fields: list[str], layout: Layout) -> pd.D
         raise DataError(f"{name}: malformed CSV: {exc}") from exc
 
 
-def _blank_rows(rows: pd.DataFrame, layout: Layout, text: str) -> np.ndarray | None:
-    """Mask of rows that are blank lines (e.g. the capstone file's line 2), or None."""
+def _blank_rows(
+    rows: pd.DataFrame, layout: Layout, lines: _Lines, src: np.ndarray
+) -> np.ndarray | None:
+    """Mask of rows that are blank lines (e.g. the capstone file's line 2), or None.
+
+    Row ``i`` is the text ``lines[src[i]]``.
+    """
     date = rows[layout.date]
     candidates = date.isna().to_numpy()
     if not candidates.any() and not date.str.startswith((" ", "\t", "\r")).any():
@@ -421,11 +636,9 @@ def _blank_rows(rows: pd.DataFrame, layout: Layout, text: str) -> np.ndarray | N
     idx = np.flatnonzero(candidates)
     if len(idx) == 0:
         return None
-    lines = _LINE_BREAK.split(text)
     blank = np.zeros(len(rows), dtype=bool)
     for i in idx:
-        # Row i sits on file line i + 2, which is lines[i + 1].
-        if i + 1 < len(lines) and not lines[i + 1].strip():
+        if not lines[src[i]].strip():
             blank[i] = True
     return blank if blank.any() else None
 
@@ -554,8 +767,11 @@ class _Rows:
         )
 
 
-def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
-    """Check every row of one file; return one piece per symbol, rows ascending by date."""
+def _parse_table(
+    table: _Table, date_format: str | None, strict: bool
+) -> tuple[list[_Parsed], list[dict[str, object]]]:
+    """Check every row of one table; return one piece per symbol, rows ascending by date,
+    and the records of the prices that were not published (:func:`_drop_unpublished`)."""
     name = str(table.path)
     layout, rows = table.layout, table.rows
 
@@ -563,26 +779,38 @@ def _parse_table(table: _Table, date_format: str | None) -> list[_Parsed]:
     if layout.symbol is not None:
         codes, symbols, symbol_problems = _parse_symbols(rows[layout.symbol], layout.symbol)
         problems += symbol_problems
+    elif table.file_of_row is not None:  # a batch: each file is a symbol, in symbol order
+        codes, symbols = table.file_of_row, [p.stem for p in table.files]
     else:
         codes, symbols = None, [table.path.stem]
-    values = _parse_values(rows, layout, problems)
+    values, unpublished, blank = _parse_values(rows, layout, problems, strict)
+    truncated = _truncated_rows(table, blank)
+    if truncated is not None:
+        problems.insert(0, truncated)
     if problems:
         _raise_first(name, table.where, table.unit, problems)
 
-    parsed = _sorted(_Rows(dates, table.where, values, codes))
+    checked = _Rows(dates, table.where, values, codes)
+    checked, records = _drop_unpublished(table, checked, unpublished, symbols)
+    parsed = _sorted(checked)
     parsed, dropped = _drop_repeats(name, table.unit, parsed, symbols, layout)
-    return _pieces(table, parsed, symbols, dropped)
+    return _pieces(table, parsed, symbols, dropped), records
 
 
 def _parse_values(
-    rows: pd.DataFrame, layout: Layout, problems: list[_Problem]
-) -> dict[str, np.ndarray]:
+    rows: pd.DataFrame, layout: Layout, problems: list[_Problem], strict: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
     """Float64 values of every output value column (NaN where the layout has none).
 
-    Appends to ``problems`` the non-numeric text, missing, non-positive or non-finite prices
-    and negative or non-finite counts.
+    Appends to ``problems`` the non-numeric text, non-finite prices and negative or
+    non-finite counts, and with ``strict`` the missing (blank) and non-positive prices too.
+    Without ``strict`` those are not published: the second item maps each price column to
+    its mask of them, for :func:`_drop_unpublished`. The third marks the rows with a blank
+    price (None if there is none), which :func:`_truncated_rows` checks.
     """
     values: dict[str, np.ndarray] = {}
+    unpublished: dict[str, np.ndarray] = {}
+    blank: np.ndarray | None = None
     for out in VALUE_COLUMNS:
         src = layout.columns.get(out)
         if src is None:
@@ -594,20 +822,81 @@ def _parse_values(
         raw = _raw(column)
         if non_numeric is not None:
             problems.append((non_numeric, lambda i, s=src, r=raw: f"non-numeric {s} {str(r(i))!r}"))
-        if out in OHLC:
-            missing = np.isnan(vals)
-            if non_numeric is not None:
-                missing &= ~non_numeric
-            if missing.any():
-                problems.append((missing, lambda i, s=src: f"missing {s} (blank price)"))
-            bad = np.isinf(vals) | (vals <= 0)  # NaN compares False
-            if bad.any():
-                problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "price")))
-        else:
+        if out not in OHLC:
             bad = np.isinf(vals) | (vals < 0)
             if bad.any():
                 problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "count")))
-    return values
+            continue
+        missing = np.isnan(vals)
+        if non_numeric is not None:
+            missing &= ~non_numeric
+        non_positive = vals <= 0  # NaN compares False
+        infinite = np.isinf(vals)
+        if missing.any():
+            blank = missing if blank is None else blank | missing
+        if strict:
+            if missing.any():
+                problems.append((missing, lambda i, s=src: f"missing {s} (blank price)"))
+            bad = infinite | non_positive
+        else:
+            not_published = (missing | non_positive) & ~infinite
+            if not_published.any():
+                unpublished[out] = not_published
+            bad = infinite
+        if bad.any():
+            problems.append((bad, lambda i, s=src, r=raw: _bad_number(s, r(i), "price")))
+    return values, unpublished, blank
+
+
+def _truncated_rows(table: _Table, blank: np.ndarray | None) -> _Problem | None:
+    """The rows with a blank price that hold fewer fields than the header: cut-off lines.
+
+    A short CSV line reads as NaN in its missing fields, which must not pass for a price
+    that was not published. Only the rows in ``blank`` are looked at (None: none).
+    """
+    if blank is None or table.lines is None or table.src is None:
+        return None
+    n_fields: dict[int, int] = {}
+    for i in np.flatnonzero(blank):
+        n = len(next(csv.reader([table.lines[int(table.src[i])]]), []))
+        if n < table.n_fields:
+            n_fields[int(i)] = n
+    if not n_fields:
+        return None
+    mask = np.zeros(len(blank), dtype=bool)
+    mask[list(n_fields)] = True
+    header = table.n_fields
+    return mask, lambda i: f"malformed row: {n_fields[i]} fields, the header has {header}"
+
+
+def _drop_unpublished(
+    table: _Table, rows: _Rows, masks: Mapping[str, np.ndarray], symbols: list[str]
+) -> tuple[_Rows, list[dict[str, object]]]:
+    """Apply the loader's policy for prices that were not published to one table's rows.
+
+    ``masks`` maps a price column to its unpublished cells (:func:`_parse_values`). A bar
+    with an unpublished high, low or close is dropped; an unpublished open alone is set to
+    NaN (:mod:`nepse_perf.data.unpublished`). Returns the rows kept and one record per cell.
+    """
+    if not masks:
+        return rows, []
+    drop = bar_mask(masks, len(rows.dates))
+    codes = rows.codes
+    records = make_records(
+        masks,
+        drop,
+        rows.values,
+        rows.dates,
+        rows.where,
+        table.unit,
+        symbol_of=lambda i: symbols[0 if codes is None else int(codes[i])],
+        file_of=table.path_of,
+    )
+    if "open" in masks:
+        opens = masks["open"] & ~drop
+        if opens.any():
+            rows.values["open"] = np.where(opens, np.nan, rows.values["open"])
+    return (rows.take(~drop) if drop.any() else rows), records
 
 
 def _sorted(rows: _Rows) -> _Rows:
@@ -661,14 +950,14 @@ def _pieces(table: _Table, rows: _Rows, symbols: list[str], dropped: np.ndarray)
 
     def piece(symbol: str, s: slice, k: int) -> _Parsed:
         return _Parsed(
-            path=table.path,
+            path=table.files[k] if table.files else table.path,
             symbol=symbol,
             dates=rows.dates[s],
             values={c: v[s] for c, v in rows.values.items()},
             dropped=int(dropped[k]),
             where=rows.where[s],
             unit=table.unit,
-            from_column=rows.codes is not None,
+            from_column=table.layout.symbol is not None,
         )
 
     if rows.codes is None:

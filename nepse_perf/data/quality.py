@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -11,6 +14,7 @@ __all__ = ["ANOMALY_KINDS", "REAL_OPEN_FROM", "check_prices"]
 
 #: The anomaly kinds :func:`check_prices` reports, in the order rows of one day are sorted.
 ANOMALY_KINDS: tuple[str, ...] = (
+    "bad_price",
     "band_breach",
     "close_outside_range",
     "high_below_low",
@@ -42,6 +46,10 @@ def check_prices(
     ``|close / previous close - 1| > band + tol`` where ``tol`` (default 0.005) absorbs tick
     rounding of limit moves.  "Previous" is the symbol's previous *row*, whatever the calendar
     gap; unadjusted bonus/rights issues show up here (see :func:`corporate_action_gaps`).
+    ``bad_price`` lists each record of ``prices.attrs["bad_prices"]``: a price that
+    :func:`load_prices` read as not published (0, negative or blank) and what it did with it
+    (``"open 0.00 not published: open set to NaN (HLBSL.csv, line 2)"``); a symbol that lost
+    every bar is added to the categories.
     """
     arrays = sorted_arrays(prices)
     codes, dates = arrays.codes, arrays.dates
@@ -82,17 +90,59 @@ def check_prices(
     idx = np.concatenate([f[0] for f in found]).astype(np.int64)
     kind_idx = np.concatenate([np.full(len(f[0]), f[1], dtype=np.int64) for f in found])
     details = np.array([d for f in found for d in f[2]], dtype=object)
-    order = np.lexsort((kind_idx, dates[idx], codes[idx]))
-    idx, kind_idx, details = idx[order], kind_idx[order], details[order]
-    kinds = np.array(ANOMALY_KINDS, dtype=object)[kind_idx]
+    records = prices.attrs.get("bad_prices") or ()
+    return _report(codes[idx], dates[idx], kind_idx, details, arrays.categories, records)
+
+
+def _report(
+    codes: np.ndarray,
+    dates: np.ndarray,
+    kind_idx: np.ndarray,
+    details: np.ndarray,
+    categories: pd.Index,
+    records: Sequence[dict],
+) -> pd.DataFrame:
+    """The report frame of the anomalies found plus the loader's ``bad_prices`` records."""
+    if records:
+        categories, bad_codes, bad_dates, bad_details = _bad_price_rows(records, categories)
+        codes = np.concatenate([codes, bad_codes])
+        dates = np.concatenate([dates, bad_dates])
+        bad_kind = ANOMALY_KINDS.index("bad_price")
+        kind_idx = np.concatenate([kind_idx, np.full(len(bad_codes), bad_kind, dtype=np.int64)])
+        details = np.concatenate([details, bad_details])
+    order = np.lexsort((kind_idx, dates, codes))
+    kinds = np.array(ANOMALY_KINDS, dtype=object)[kind_idx[order]]
     return pd.DataFrame(
         {
-            "symbol": symbol_column(codes[idx], arrays.categories),
-            "date": dates[idx],
+            "symbol": symbol_column(codes[order], categories),
+            "date": dates[order],
             "kind": pd.array(kinds, dtype="str"),
-            "detail": pd.array(details, dtype="str"),
+            "detail": pd.array(details[order], dtype="str"),
         }
     )
+
+
+def _bad_price_rows(
+    records: Sequence[dict], categories: pd.Index
+) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
+    """Categories (plus any symbol only the records name), codes, dates and details of the
+    loader's records of prices that were not published."""
+    known = {s: k for k, s in enumerate(categories)}
+    extra = sorted({str(r["symbol"]) for r in records} - set(known))
+    if extra:
+        categories = categories.append(pd.Index(extra, dtype=categories.dtype))
+        known = {s: k for k, s in enumerate(categories)}
+    codes = np.array([known[str(r["symbol"])] for r in records], dtype=np.int64)
+    dates = np.array([r["date"] for r in records], dtype="datetime64[ns]")
+    details = np.array(
+        [
+            f"{r['column']} {float(r['value']):.2f} not published: {r['action']} "
+            f"({Path(str(r['file'])).name}, {r.get('where', r['line'])})"
+            for r in records
+        ],
+        dtype=object,
+    )
+    return categories, codes, dates, details
 
 
 def _close_ratio(close: np.ndarray, same_symbol: np.ndarray) -> np.ndarray:
