@@ -17,9 +17,11 @@ project = "nepse-perf"
 author = "nepse-perf contributors"
 copyright = "nepse-perf contributors, MIT licence"
 
-extensions = ["myst_nb", "workbook_site"]
+extensions = ["myst_nb", "workbook_site", "errata_site"]
 exclude_patterns = ["_build", "_generated/*.md", "**.ipynb_checkpoints"]
 myst_enable_extensions = ["colon_fence"]
+# Headings get GitHub-style anchors, so the chapter map links straight to a notebook's section.
+myst_heading_anchors = 4
 
 # Show what was stored, never run anything.
 nb_execution_mode = "off"

@@ -28,6 +28,16 @@ Allow-list (definitional constants, not measurements), applied before the search
 
 Numbers without a unit (window lengths, section numbers such as 48.3, versions such as
 3.13t, tolerances such as 1e-9) are never flagged unless hedged.
+
+Typed conclusions. A sentence can contradict its output without a single number: "TA-Lib is
+level or ahead", "one big task is the slowest". So in the notebooks of ``COMPARATIVE_SCOPE``
+a comparative or evaluative word in markdown (``COMPARATIVE``: faster, slowest, wins, beats,
+pays off, cheaper, level with, ahead, behind, similar, dominates, dilutes, negligible,
+barely, a factor of, an order of magnitude, ...) fails the test, after the same allow-list,
+unless ``ALLOWED_COMPARATIVES`` covers that phrase in that notebook with a reason: a
+definition, a quotation of the chapter, or a statement about code rather than about a
+measurement. Conclusions drawn from measurements are printed by code that picks its words
+from the measured values (``nepse_perf.lessons.workbook.compare_words`` and friends).
 """
 
 from __future__ import annotations
@@ -91,11 +101,89 @@ ALLOWED: tuple[re.Pattern[str], ...] = tuple(
 )
 
 
-def offending(markdown: str) -> list[str]:
-    """Each hand-typed measured quantity in ``markdown``, with a little context."""
+#: Comparative and evaluative words: in markdown they state a measured conclusion.
+COMPARATIVE: re.Pattern[str] = re.compile(
+    r"(?<![-\w])(?:faster|slower|fastest|slowest|quicker|quickest|speeds? up|sped up|"
+    r"wins?|won|winners?|beats?|beaten|outperforms?|outperformed|overtakes?|"
+    r"pays? off|paid off|cheaper|cheapest|costlier|costliest|more expensive|less expensive|"
+    r"level (?:with|or)|on par|ahead|behind|similar(?:ly)?|comparable|"
+    r"dominates?|dominated|dominant|dilutes?|diluted|negligible|barely|hardly|marginal(?:ly)?|"
+    r"a factor of|orders? of magnitude|dwarfs?|twice as|half as|costs? (?:more|less)|"
+    r"scales? (?:linearly|well|badly|poorly)|much (?:more|less|larger|smaller|higher|lower)|"
+    r"far (?:more|less|larger|smaller|higher|lower))\b",
+    re.IGNORECASE,
+)
+
+#: Notebooks whose markdown is held to the comparative rule (08-11 join with their issue).
+COMPARATIVE_SCOPE: tuple[str, ...] = (
+    "00_", "01_", "02_", "03_", "03b_", "04_", "05_", "05b_", "06_", "07_",
+)  # fmt: skip
+
+#: notebook stem -> ((phrase regex, reason), ...): comparatives that state no measurement.
+#: A phrase is matched (case-insensitive) against the sentence around the flagged word.
+ALLOWED_COMPARATIVES: dict[str, tuple[tuple[str, str], ...]] = {
+    "00_data_and_pipeline": (
+        # 00 entries
+    ),
+    "01_profiling": (
+        # 01 entries
+    ),
+    "02_vectorisation": (
+        # 02 entries
+    ),
+    "03_algorithmic": (
+        # 03 entries
+    ),
+    "03b_kernels": (
+        # 03b entries
+    ),
+    "04_parallel": (
+        # 04 entries
+    ),
+    "05_distributed": (
+        # 05 entries
+    ),
+    "05b_ray_spark": (
+        # 05b entries
+    ),
+    "06_caching": (
+        # 06 entries
+    ),
+    "07_memory": (
+        # 07 entries
+    ),
+}
+
+
+def _strip_allowed(markdown: str) -> str:
     text = markdown
     for pattern in ALLOWED:
         text = pattern.sub(" ", text)
+    return text
+
+
+def _sentence_around(text: str, start: int, end: int) -> str:
+    a = max(text.rfind(". ", 0, start), text.rfind("\n\n", 0, start), -1) + 1
+    stops = [i for i in (text.find(". ", end), text.find("\n\n", end)) if i >= 0]
+    b = min(stops) + 1 if stops else len(text)
+    return " ".join(text[a:b].split())
+
+
+def comparatives(markdown: str, allowed: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """Each comparative word in ``markdown`` not covered by ``allowed``, with its sentence."""
+    text = _strip_allowed(markdown)
+    found = []
+    for m in COMPARATIVE.finditer(text):
+        sentence = _sentence_around(text, m.start(), m.end())
+        if any(re.search(phrase, sentence, re.IGNORECASE) for phrase, _ in allowed):
+            continue
+        found.append(f"comparative {m.group(0)!r} in '{sentence[:160]}'")
+    return found
+
+
+def offending(markdown: str) -> list[str]:
+    """Each hand-typed measured quantity in ``markdown``, with a little context."""
+    text = _strip_allowed(markdown)
     found = []
     for label, pattern in FLAGGED:
         for m in pattern.finditer(text):
@@ -149,4 +237,52 @@ def test_prose_cites_no_hand_typed_measurement(path: Path) -> None:
     assert not problems, (
         "markdown hand-types measured numbers; print them from code instead "
         "(display(Markdown(f'...'))):\n" + "\n".join(problems)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TA-Lib is level or ahead on every indicator.", 2),
+        ("One big task is the slowest.", 1),
+        ("Caching pays off.", 1),
+        ('The chapter claims it is "often 100x faster".', 0),
+        ("`faster_kernel` is a name.", 0),
+        ("This line sets the level of detail.", 0),
+        ("That is not a look-ahead bug.", 0),
+    ],
+)
+def test_the_comparative_detector(text: str, expected: int) -> None:
+    assert len(comparatives(text)) == expected, comparatives(text)
+
+
+def test_an_allow_list_entry_covers_its_sentence_only() -> None:
+    text = "A compiled loop runs faster than the interpreter by design. Threads are faster."
+    hits = comparatives(text, ((r"compiled loop runs faster", "about code"),))
+    assert len(hits) == 1 and "Threads" in hits[0]
+
+
+def test_every_allow_list_entry_has_a_reason_and_a_notebook() -> None:
+    stems = {p.stem for p in NOTEBOOKS}
+    for stem, entries in ALLOWED_COMPARATIVES.items():
+        assert stem in stems, f"allow-list names a notebook that does not exist: {stem}"
+        for phrase, reason in entries:
+            assert phrase and len(reason.split()) >= 2, (stem, phrase, reason)
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name.startswith(COMPARATIVE_SCOPE)], ids=lambda p: p.name
+)
+def test_prose_types_no_measured_conclusion(path: Path) -> None:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    allowed = ALLOWED_COMPARATIVES.get(path.stem, ())
+    problems = [
+        f"{path.name} cell {i}: {hit}"
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == "markdown"
+        for hit in comparatives("".join(cell["source"]), allowed)
+    ]
+    assert not problems, (
+        "markdown types a measured conclusion; print it from the measured values instead, "
+        "or allow-list it with a reason:\n" + "\n".join(problems)
     )

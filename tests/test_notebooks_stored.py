@@ -55,3 +55,55 @@ def test_notebook_prints_its_environment_first(path: Path) -> None:
     assert any(
         src.startswith("# NBVAL_IGNORE_OUTPUT") and "environment_report(" in src for src in code
     ), "a first code cell must print environment_report(...) under # NBVAL_IGNORE_OUTPUT"
+
+
+#: Notebooks held to issue 22's practice rules (08-11 join with the issue that covers them).
+PRACTICE_SCOPE = ("00_", "01_", "02_", "03_", "03b_", "04_", "05_", "05b_", "06_", "07_")
+
+
+def _hidden_solutions(cells: list[dict]) -> list[int]:
+    return [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+        and c.get("metadata", {}).get("jupyter", {}).get("source_hidden")
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name.startswith(PRACTICE_SCOPE)], ids=lambda p: p.name
+)
+def test_notebook_has_two_graded_exercises_whose_solutions_reveal_nothing(path: Path) -> None:
+    """At least two hidden solutions and two ``check_answer`` cells; a solution prints nothing.
+
+    A solution's output would show the answer even with its source collapsed, so a solution
+    cell only assigns the variables its check cell reads.
+    """
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    hidden = _hidden_solutions(cells)
+    checks = [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code" and "check_answer(" in "".join(c["source"])
+    ]
+    assert len(hidden) >= 2, f"{len(hidden)} hidden solution(s); a notebook needs two exercises"
+    assert len(checks) >= 2, f"{len(checks)} check_answer cell(s); grade both exercises"
+    talking = [i for i in hidden if cells[i].get("outputs")]
+    assert not talking, f"solution cells {talking} store outputs (they may reveal the answer)"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name.startswith(PRACTICE_SCOPE)], ids=lambda p: p.name
+)
+def test_checksum_table_is_printed_at_most_once(path: Path) -> None:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    tables = [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+        and any(
+            line.strip().startswith(("checksums(", "display(checksums("))
+            for line in "".join(c["source"]).splitlines()
+        )
+    ]
+    assert len(tables) <= 1, f"cells {tables} each print the checksum table"

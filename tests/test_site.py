@@ -280,3 +280,48 @@ def test_generate_names_a_broken_notebook(tmp_path: Path) -> None:
     (tmp_path / "notebooks" / "12_broken.ipynb").write_text("{not json")
     with pytest.raises(RuntimeError, match=r"12_broken\.ipynb"):
         ws.generate(tmp_path, tmp_path / "docs")
+
+
+def test_chapter_map_lists_each_cited_subsection_with_its_cells(tmp_path: Path) -> None:
+    ws = _site_module()
+    md = {"cell_type": "markdown", "metadata": {}}
+    code = {"cell_type": "code", "metadata": {}, "source": "1", "outputs": []}
+    nb = {
+        "cells": [
+            {**md, "source": "# 04 · Parallel\n"},
+            {**md, "source": "## 1. Process pools over chunks (48.4.1)\n"},
+            code,
+            {**md, "source": "### A detail\n"},
+            code,
+            {**md, "source": "## 2. Threads and `nogil` (48.4.2, 48.4.3)\n"},
+            code,
+        ]
+    }
+    rows = ws.subsection_cells(nb)
+    assert rows == [
+        ("48.4.1", "1. Process pools over chunks (48.4.1)", 1, 4),
+        ("48.4.2", "2. Threads and `nogil` (48.4.2, 48.4.3)", 5, 6),
+        ("48.4.3", "2. Threads and `nogil` (48.4.2, 48.4.3)", 5, 6),
+    ]
+    assert ws.heading_anchor("2. Threads and `nogil` (48.4.2, 48.4.3)") == (
+        "2-threads-and-nogil-4842-4843"
+    )
+    (tmp_path / "04_parallel.ipynb").write_text(json.dumps(nb))
+    table = ws.chapter_map([tmp_path / "04_parallel.ipynb"])
+    assert "| 48.4.1 |" in table and "cells 1-4" in table
+    assert "(notebooks/04_parallel.ipynb#1-process-pools-over-chunks-4841)" in table
+
+
+def test_every_chapter_section_of_the_cpu_half_maps_to_a_notebook_heading() -> None:
+    """Sections 48.1-48.7 each have at least one subsection row in the stored notebooks."""
+    ws = _site_module()
+    table = ws.chapter_map(NOTEBOOKS)
+    for section in range(1, 8):
+        assert f"| 48.{section}." in table, f"no notebook heading cites a 48.{section}.N subsection"
+
+
+def test_glossary_defines_the_workbook_terms() -> None:
+    text = (DOCS / "glossary.md").read_text(encoding="utf-8")
+    for term in ("panel", "time-major", "bandwidth bound", "block pool", "step function",
+                 "lookback", "warm-up", "nbval", "NBVAL_IGNORE_OUTPUT"):  # fmt: skip
+        assert f"\n{term}\n" in text, f"the glossary lacks {term!r}"

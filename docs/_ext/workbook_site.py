@@ -11,6 +11,8 @@ git, refreshed on every build):
 - ``_generated/chapters.md``: the chapter-section -> notebook table.
 - ``_generated/runtimes.md``: how long each notebook's stored run took (from the cells' ``execution``
   timestamps, which nbconvert and JupyterLab record).
+- ``_generated/chapter-map.md``: each chapter subsection (``48.N.M`` in a notebook heading) ->
+  the notebook, heading and cells that run it.
 - ``_generated/results.md`` (+ the charts): the newest ``results/<machine>/`` set of ``make bench-all``.
 
 A copy is rewritten only when its content changed, so Sphinx rebuilds only what changed.
@@ -47,12 +49,15 @@ SECTIONS: dict[str, str] = {
 SECTION_OF_PREFIX: dict[str, tuple[str, ...]] = {
     "00": (),
     "01": ("48.1",),
+    "03b": ("48.3",),
     "05": ("48.5",),
     "06": ("48.6",),
     "07": ("48.7",),
 }
 
 _SECTION_RE = re.compile(r"(?<![\d.])48\.(\d+)(?:\.\d+)*")
+_SUBSECTION_RE = re.compile(r"(?<![\d.])48\.(\d+)\.(\d+)(?![\d.]*\d)")
+_HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*$", re.MULTILINE)
 
 
 def notebook_paths(root: Path = ROOT) -> list[Path]:
@@ -92,6 +97,57 @@ def sections_of(nb: dict[str, Any], stem: str) -> tuple[str, ...]:
         if found:
             return tuple(found)
     return ()
+
+
+def heading_anchor(title: str) -> str:
+    """The anchor myst-parser gives a heading (``myst_heading_anchors``): GitHub's slug rule."""
+    text = re.sub(r"[`*]", "", title.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def subsection_cells(nb: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """Each heading citing a chapter subsection: ``(48.N.M, heading, first cell, last cell)``.
+
+    The cells a heading covers run from its own markdown cell to the cell before the next
+    heading of the same or a higher level (or the notebook's end), counted from 0 as
+    JupyterLab's cell index. A heading citing several subsections gives one row for each.
+    """
+    cells = nb.get("cells", [])
+    heads: list[tuple[int, int, str]] = []
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") == "markdown":
+            heads += [(i, len(m.group(1)), m.group(2)) for m in _HEADING_RE.finditer(_source(cell))]
+    rows = []
+    for k, (i, level, title) in enumerate(heads):
+        later = [j for j, lv, _ in heads[k + 1 :] if lv <= level and j > i]
+        last = (later[0] - 1) if later else len(cells) - 1
+        for m in _SUBSECTION_RE.finditer(title):
+            rows.append((f"48.{m.group(1)}.{m.group(2)}", title, i, last))
+    return rows
+
+
+def _subsection_key(sub: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in sub.split("."))
+
+
+def chapter_map(paths: list[Path]) -> str:
+    """The chapter-subsection -> notebook-cells table (``_generated/chapter-map.md``)."""
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for sub, title, first, last in subsection_cells(nb):
+            plain = re.sub(r"[`*]", "", title)
+            link = f"[{plain}](notebooks/{path.stem}.ipynb#{heading_anchor(title)})"
+            cells = f"cell {first}" if first == last else f"cells {first}-{last}"
+            found.setdefault(sub, []).append(f"`{path.stem}` {link}, {cells}")
+    rows = [
+        [sub, SECTIONS.get(".".join(sub.split(".")[:2]), ""), "<br>".join(found[sub])]
+        for sub in sorted(found, key=_subsection_key)
+    ]
+    return _table(
+        ["subsection", "chapter section", "where it runs (notebook, heading, cells)"], rows
+    )
 
 
 def tag_hidden_cells(nb: dict[str, Any]) -> int:
@@ -288,6 +344,7 @@ def generate(root: Path = ROOT, srcdir: Path | None = None) -> dict[str, Any]:
         ),
     )
     _write_if_changed(gen / "results.md", _results_page(gen, root).encode("utf-8"))
+    _write_if_changed(gen / "chapter-map.md", chapter_map(paths).encode("utf-8"))
     return {"notebooks": [p.name for p in paths], "hidden_cells": hidden_total}
 
 

@@ -192,8 +192,8 @@ def rsi_averages(s, x):
     """Steady RSI bar: ``avg = (avg * (n - 1) + move) / n`` for gains and losses.
 
     Returns the state and the two averages (:func:`rsi_value` makes the RSI of them).
-    ``min``/``max`` instead of ``if d < 0``: the sign of a price move is a coin flip, so a
-    branch on it is mispredicted half the time; the sums are the same to the bit.
+    ``min``/``max`` instead of ``if d < 0``: compiled, they are branch-free selects (a move's sign
+    is a coin flip a branch mispredicts); interpreted, each is a call that costs more than an ``if``.
     """
     prev, gain, loss, n, inv = s
     d = x - prev

@@ -235,3 +235,50 @@ def median(timing: object) -> float:
     if isinstance(timing, Timing):
         return timing.median
     return math.nan if timing is None else float(timing)  # type: ignore[arg-type]
+
+
+def _median_and_range(timing: object) -> tuple[float, float, float]:
+    from nepse_perf.bench.timing import Timing
+
+    if isinstance(timing, Timing):
+        q1, q3 = timing.quartiles if timing.repeat > 1 else (timing.median, timing.median)
+        return timing.median, q1, q3
+    value = float(timing)  # type: ignore[arg-type]
+    return value, value, value
+
+
+def compare_words(
+    name_a: str, time_a: object, name_b: str, time_b: object, level_within: float = 0.10
+) -> str:
+    """A sentence comparing two measured times, its words chosen from the values.
+
+    ``time_a`` and ``time_b`` are :class:`~nepse_perf.bench.timing.Timing` objects or seconds.
+    The ratio of the medians decides the verb: within ``level_within`` (10 % by default), or
+    when the interquartile ranges overlap, the two are called level; otherwise the sentence
+    says which one is faster and by what factor. Notebooks print it instead of typing a
+    conclusion into markdown, so the words follow the measurement on every machine.
+    """
+    a, a_lo, a_hi = _median_and_range(time_a)
+    b, b_lo, b_hi = _median_and_range(time_b)
+    ratio = b / a
+    overlap = a_lo <= b_hi and b_lo <= a_hi
+    if abs(ratio - 1.0) <= level_within or (overlap and abs(ratio - 1.0) <= 2 * level_within):
+        return f"{name_a} and {name_b} are level ({ratio:.2f}x, within the run-to-run spread)"
+    if ratio > 1.0:
+        return f"{name_a} is {ratio:.1f}x faster than {name_b}"
+    return f"{name_a} is {1.0 / ratio:.1f}x slower than {name_b}"
+
+
+def rank_words(times: dict[str, object], unit: str = "ms", scale: float = 1e3) -> str:
+    """One line naming the fastest and the slowest of several measured times, from the values.
+
+    ``times`` maps a label to a :class:`~nepse_perf.bench.timing.Timing` or seconds; the line
+    gives the fastest and slowest median in ``unit`` (seconds times ``scale``) and their ratio.
+    """
+    medians = {name: _median_and_range(t)[0] for name, t in times.items()}
+    fast = min(medians, key=medians.__getitem__)
+    slow = max(medians, key=medians.__getitem__)
+    return (
+        f"fastest: {fast} ({medians[fast] * scale:.3g} {unit}); slowest: {slow} "
+        f"({medians[slow] * scale:.3g} {unit}), {medians[slow] / medians[fast]:.1f}x the fastest"
+    )
