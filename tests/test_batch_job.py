@@ -297,3 +297,16 @@ def test_second_sigterm_abandons_the_chunk_in_flight(
     recorded = {e["file"] for e in manifest["chunks"].values()}
     assert recorded <= {p.name for p in out.glob("chunk-*.parquet")}
     _finish(panel_file, out, serving_model_dir, reference)
+
+
+def test_kill_and_resume_stops_once_the_job_is_done(panel_file: Path, tmp_path: Path) -> None:
+    from nepse_perf.cloud.batch import kill_and_resume
+
+    # many kills asked of a short job: the chunks run out first, and the log ends there
+    log = kill_and_resume(panel_file, tmp_path / "out", kills=50, window_s=0.2, chunk_symbols=4)
+    finished = log.index[log["exit"] == 0]
+    assert len(finished) == 1 and finished[0] == log.index[-1]
+    assert (log["signal"].iloc[:-1] == "SIGKILL").all()
+    assert log["lost_chunk_files"].le(1).all()
+    manifest = verify_output(tmp_path / "out")  # raises unless finished, whole and clean
+    assert len(manifest["chunks"]) == manifest["n_chunks"] == log["finished_chunks"].iloc[-1]

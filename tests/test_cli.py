@@ -163,3 +163,18 @@ def test_help_and_version_exit_0(capsys):
     capsys.readouterr()
     assert main(["indicators", "--help"]) == 0
     assert "--sma-period" in capsys.readouterr().out
+
+
+def test_train_loads_the_market_by_default():
+    from nepse_perf.cli.model import _load_prices
+    from nepse_perf.data import market_path
+
+    prices = _load_prices(None)
+    assert prices["symbol"].nunique() == 387
+    assert len(prices) == len(load_prices(market_path()))
+
+
+def test_batch_runs_on_the_market_by_default(tmp_path, capsys):
+    assert main(["batch", "--out", str(tmp_path / "out"), "--quiet", "--chunk-symbols", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("387 symbols, 447,160 rows, 4 chunks")

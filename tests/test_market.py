@@ -308,6 +308,25 @@ def test_dask_engine_on_short_histories(short_dir: Path) -> None:
     pd.testing.assert_frame_equal(got, compute_indicators(prices, "numba_parallel"))
 
 
+def test_dask_keeps_the_report_of_bad_cells(tmp_path: Path) -> None:
+    import dask
+
+    from nepse_perf.engines.dask import bad_prices_dask, read_prices_dask
+
+    for symbol in sorted({cell[0] for cell in ZERO_CELLS}):
+        (tmp_path / f"{symbol}.csv").symlink_to(MARKET_DIR / f"{symbol}.csv")
+    expected = load_prices(tmp_path).attrs["bad_prices"]
+    assert len(expected) == len(ZERO_CELLS)
+    with dask.config.set(scheduler="sync"):
+        got = run_pipeline(tmp_path, "numba_parallel")
+        lazy = bad_prices_dask(read_prices_dask(tmp_path)).compute()
+    assert got.attrs["bad_prices"] == expected
+    assert len(lazy) == len(ZERO_CELLS)
+    assert sorted(zip(lazy["symbol"], lazy["column"], lazy["line"], strict=True)) == sorted(
+        (s, c, line) for s, _, c, line in ZERO_CELLS
+    )
+
+
 # --------------------------------------------------------------------------- command line
 
 

@@ -92,6 +92,15 @@ def test_predict_symbols_equals_offline_prediction(client, serving_model_dir) ->
         assert p["model_version"] == model.version
 
 
+def test_serves_every_market_symbol_by_default(client) -> None:
+    # no --prices: the whole market (GMFIL is not in the sample; CZBILP has one session)
+    r = client.post("/v1/predict", json={"symbols": ["GMFIL", "APHL"]})
+    assert r.status_code == 200, r.text
+    assert [p["symbol"] for p in r.json()["predictions"]] == ["GMFIL", "APHL"]
+    short = client.post("/v1/predict", json={"symbols": ["CZBILP"]})
+    assert short.status_code == 422 and "CZBILP" in short.text
+
+
 def test_repeated_symbol_is_not_recomputed(client) -> None:
     client.post("/v1/predict", json={"symbols": ["NICA"]})
     before = metric(client.get("/metrics").text, "nepse_feature_computations")

@@ -39,7 +39,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         f"SIGTERM finishes the chunk in flight and exits {EXIT_PREEMPTED}; a second SIGTERM "
         "abandons it at once.",
     )
-    b.add_argument("input", type=Path, metavar="INPUT", help="price file or directory")
+    b.add_argument(
+        "input",
+        type=Path,
+        nargs="?",
+        metavar="INPUT",
+        help="price file or directory (default: the whole shipped market)",
+    )
     b.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     b.add_argument(
         "--chunk-symbols",
@@ -60,6 +66,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from nepse_perf.cloud.batch import BatchError, run_batch
+    from nepse_perf.data import market_path
 
     say = progress_printer(args.quiet, flush=True)
     notices = []
@@ -73,7 +80,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     try:
         with usage_errors(BatchError):
             result = run_batch(
-                args.input,
+                args.input if args.input is not None else market_path(),
                 args.out,
                 chunk_symbols=args.chunk_symbols,
                 backend=args.backend,

@@ -30,12 +30,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "train",
         _cmd_train,
         help="build the data set, walk-forward evaluate a model, save it as ONNX + JSON",
-        description="Build the data set from INPUT (default: the shipped sample), evaluate the "
+        description="Build the data set from --prices (default: the whole shipped market), evaluate the "
         "model on expanding walk-forward splits beside the baselines, fit it on every row and "
         "save model.onnx + metadata.json into --out.",
     )
     t.add_argument("--out", type=Path, required=True, metavar="DIR", help="model directory")
-    t.add_argument("--prices", type=Path, metavar="PATH", help="price file/directory (sample)")
+    t.add_argument("--prices", type=Path, metavar="PATH", help="price file/directory (the market)")
     t.add_argument("--kind", choices=KINDS, default="hgb", help="model kind (default hgb)")
     t.add_argument("--horizon", type=positive_int, default=1, metavar="H", help="sessions ahead")
     t.add_argument("--n-splits", type=positive_int, default=5, metavar="K", help="walk-forward")
@@ -67,9 +67,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_prices(path: Path | None) -> pd.DataFrame:
-    from nepse_perf.data import sample_path
+    from nepse_perf.data import market_path
 
-    return load_input(path or sample_path())
+    return load_input(path or market_path())
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -77,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from nepse_perf.model.dataset import make_dataset
     from nepse_perf.model.io import save
-    from nepse_perf.model.train import metrics_table, train
+    from nepse_perf.model.train import fold_table, metrics_table, train
 
     prices = _load_prices(args.prices)
     with usage_errors():
@@ -93,6 +93,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{model.train_end}, {model.metrics['folds']} walk-forward folds"
     )
     print(metrics_table(model).round(4).to_string())
+    print("walk-forward, fold by fold:")
+    print(fold_table(model).round(4).to_string())
     print(f"saved to {args.out}")
     return 0
 

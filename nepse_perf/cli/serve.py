@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "SIGTERM stops accepting, finishes in-flight requests and exits 0.",
     )
     s.add_argument("--model", type=Path, required=True, metavar="DIR", help="model directory")
-    s.add_argument("--prices", type=Path, metavar="PATH", help="price file/dir (the sample)")
+    s.add_argument("--prices", type=Path, metavar="PATH", help="price file/dir (the market)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     s.add_argument("--workers", type=positive_int, default=1, metavar="N", help="processes")

@@ -555,7 +555,8 @@ def kill_and_resume(
     Each run is killed at a random instant (seeded ``random.Random(seed)``) up to
     ``window_s`` seconds after it wrote its first chunk (its first ``chunk`` progress line:
     the loop is in steady state, Numba's cache loaded); a run that finishes before its kill
-    is not counted and the next one is started. Returns one row per
+    is not counted, and since it completed the job, it is the last run (fewer than ``kills``
+    kills then landed: the chunks ran out first; the log shows how many). Returns one row per
     run: ``run``, ``signal`` ("SIGKILL" or "none"), ``delay_s``, ``finished_chunks`` in the
     manifest afterwards, ``lost_chunk_files`` (chunk files written but not recorded, plus
     chunk temporaries: at most the one in flight) and ``exit`` (the exit status; -9 killed).
@@ -604,6 +605,6 @@ def kill_and_resume(
                 "exit": status,
             }
         )
-        if final:
+        if final or status == 0:  # done: a further run would only skip finished chunks
             break
     return pd.DataFrame(rows)

@@ -486,10 +486,7 @@ def _csv_table(f: _CsvFile) -> _Table:
     where = np.arange(2, len(rows) + 2, dtype=np.int64)  # file line of each row
     src = where - 1  # file line L is lines[L - 1]
     lines = _Lines(f.text)
-    blank = _blank_rows(rows, f.layout, lines, src) if len(rows) else None
-    if blank is not None:
-        keep = ~blank
-        rows, where, src = rows.loc[keep], where[keep], src[keep]
+    rows, src, where = _without_blank_rows(rows, f.layout, lines, src, where)
     if len(rows) == 0:
         raise DataError(f"{name}: header only, no data rows")
     return _Table(
@@ -502,6 +499,20 @@ def _csv_table(f: _CsvFile) -> _Table:
         src=src,
         n_fields=len(f.fields),
     )
+
+
+def _without_blank_rows(
+    rows: pd.DataFrame, layout: Layout, lines: _Lines, src: np.ndarray, *aligned: np.ndarray
+) -> tuple:
+    """``rows``, ``src`` and the arrays aligned with them, the blank CSV lines left out.
+
+    One filter for a single file's table and a batch's (see :func:`_blank_rows`).
+    """
+    blank = _blank_rows(rows, layout, lines, src) if len(rows) else None
+    if blank is None:
+        return (rows, src, *aligned)
+    keep = ~blank
+    return (rows.loc[keep], src[keep], *(a[keep] for a in aligned))
 
 
 def _batchable(f: _CsvFile) -> bool:
@@ -546,10 +557,9 @@ def _batch_table(group: list[_CsvFile]) -> _Table:
     src = np.arange(len(rows), dtype=np.int64)  # row i is line i of the joined text
     where = src - np.repeat(np.cumsum(counts) - counts, counts) + 2
     lines = _Lines(raw)
-    blank = _blank_rows(rows, first.layout, lines, src) if len(rows) else None
-    if blank is not None:
-        keep = ~blank
-        rows, where, src, file_of_row = rows.loc[keep], where[keep], src[keep], file_of_row[keep]
+    rows, src, where, file_of_row = _without_blank_rows(
+        rows, first.layout, lines, src, where, file_of_row
+    )
     if (np.bincount(file_of_row, minlength=len(group)) == 0).any():
         raise DataError(f"{name}: a file has no data rows")
     return _Table(

@@ -37,12 +37,14 @@ from distributed import Client, LocalCluster
 from nepse_perf._infra.checks import positive_int
 from nepse_perf.data import load_prices, sample_path
 from nepse_perf.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
+from nepse_perf.data.unpublished import RECORD_FIELDS, sort_records
 from nepse_perf.engines.pool import ComputeFn, compute_indicators_with, single_thread_compute
 from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
 from nepse_perf.pipeline import DEFAULT_BACKEND
 
 __all__ = [
     "SCHEDULER_ENV",
+    "bad_prices_dask",
     "compute_indicators_dask",
     "connect",
     "dask_client",
@@ -97,10 +99,17 @@ def _prices_meta(categories: Sequence[str]) -> pd.DataFrame:
 
 
 def _load_partition(path: str, categories: Sequence[str]) -> pd.DataFrame:
-    """One file via ``load_prices``, its symbol recoded to the shared categories."""
+    """One file via ``load_prices``, its symbol recoded to the shared categories.
+
+    Of the loader's ``attrs`` only ``bad_prices`` stays (what :func:`bad_prices_dask`
+    reads): pandas deep-copies ``attrs`` in every operation, so the rest is dropped.
+    """
     prices = load_prices(path)
     prices["symbol"] = prices["symbol"].cat.set_categories(list(categories))
+    bad = prices.attrs.get("bad_prices", [])
     prices.attrs.clear()
+    if bad:
+        prices.attrs["bad_prices"] = bad
     return prices
 
 
@@ -119,6 +128,33 @@ def read_prices_dask(path: str | PathLike[str] | None = None) -> dd.DataFrame:
     load = dask.delayed(_load_partition, pure=False)
     parts = [load(str(p), categories) for p in files]
     return dd.from_delayed(parts, meta=_prices_meta(categories), prefix="prices")
+
+
+#: The dtypes of a bad-price record frame (one column per ``RECORD_FIELDS``).
+_BAD_PRICE_DTYPES = {
+    "symbol": object, "date": object, "column": object, "value": np.float64,
+    "action": object, "file": object, "line": np.int64, "where": object,
+}  # fmt: skip
+
+
+def _bad_price_frame(part: pd.DataFrame) -> pd.DataFrame:
+    """The ``attrs["bad_prices"]`` records of one partition, as a frame (RECORD_FIELDS)."""
+    records = part.attrs.get("bad_prices") or []
+    frame = pd.DataFrame.from_records(records, columns=list(RECORD_FIELDS))
+    return frame.astype(_BAD_PRICE_DTYPES)
+
+
+def bad_prices_dask(ddf: dd.DataFrame) -> dd.DataFrame:
+    """Lazy: each unpublished price cell the partitions' loaders reported, one row per cell.
+
+    The records of ``load_prices(...).attrs["bad_prices"]`` (columns ``RECORD_FIELDS``),
+    read from each partition of :func:`read_prices_dask` where it was loaded: a lazy frame
+    cannot carry ``attrs``, so without this the report would be lost. Compute it together
+    with the indicators (``dask.compute(ind, bad)``) and the files are read once. A frame
+    built otherwise (``from_pandas``, Parquet) has no records: the result is empty.
+    """
+    meta = _bad_price_frame(ddf._meta.iloc[:0])
+    return ddf.map_partitions(_bad_price_frame, meta=meta, enforce_metadata=False)
 
 
 def write_parquet_by_symbol(
@@ -245,8 +281,14 @@ def run_pipeline(
     """
     ddf = source if isinstance(source, dd.DataFrame) else read_prices_dask(source)
     ind = compute_indicators_dask(ddf, backend, **params)
-    result = client.compute(ind, sync=True) if client is not None else ind.compute()
-    return result.reset_index(drop=True)
+    bad = bad_prices_dask(ddf)
+    if client is not None:
+        result, bad_cells = client.compute([ind, bad], sync=True)
+    else:
+        result, bad_cells = dask.compute(ind, bad)
+    result = result.reset_index(drop=True)
+    result.attrs["bad_prices"] = sort_records(bad_cells.to_dict("records"))
+    return result
 
 
 # --------------------------------------------------------------------------- clusters

@@ -24,6 +24,7 @@ __all__ = [
     "KINDS",
     "TrainedModel",
     "baseline_predictions",
+    "fold_table",
     "gpu_ml_available",
     "make_estimator",
     "metrics_table",
@@ -69,7 +70,7 @@ class TrainedModel:
     sessions ahead; ``train_start``/``train_end`` ISO dates of the training rows;
     ``metrics`` walk-forward scores of the model and the baselines (``{"model": {"accuracy",
     "roc_auc", "log_loss"}, "always_up": {...}, "majority": {...}, "yesterday": {...},
-    "folds": n, "rows": n, "up_share": x}``);
+    "folds": n, "per_fold": [{...}, ...], "rows": n, "up_share": x}``, see :func:`fold_table`);
     ``params`` the hyper-parameters; ``version`` a content hash of kind, parameters,
     features and training data. ``session``/``onnx_dtype`` are set by ``load``.
     """
@@ -233,6 +234,33 @@ def _version(kind: str, params: dict[str, Any], seed: int, dataset: Dataset) -> 
     return f"{kind}-{h.hexdigest()}"
 
 
+def _fold_record(
+    dataset: Dataset,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    p_model: np.ndarray,
+    base: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, Any]:
+    """One walk-forward fold: its rows, test dates, the model's and the majority's scores.
+
+    JSON-ready: a NaN score (a test block of one class has no AUC) is written as None.
+    """
+    y_test = dataset.y.to_numpy()[test_rows]
+    model = score(y_test, p_model)
+    labels, p_majority = base["majority"]
+    majority = score(y_test, p_majority, labels)
+    dates = dataset.date[test_rows]
+    record: dict[str, Any] = {
+        "train_rows": len(train_rows),
+        "test_rows": len(test_rows),
+        "first_test_date": dates.min().date().isoformat(),
+        "last_test_date": dates.max().date().isoformat(),
+        **{k: model[k] for k in ("accuracy", "roc_auc", "log_loss")},
+        "majority_accuracy": majority["accuracy"],
+    }
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()}
+
+
 def train(
     dataset: Dataset,
     *,
@@ -265,6 +293,7 @@ def train(
     oof_rows: list[np.ndarray] = []
     oof_model: list[np.ndarray] = []
     oof_base: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in BASELINES}
+    per_fold: list[dict[str, Any]] = []
     for train_rows, test_rows in splits:
         est = make_estimator(kind, seed=seed, threads=threads, device=device, **params)
         _fit(est, X[train_rows], y[train_rows])
@@ -273,6 +302,7 @@ def train(
         base = baseline_predictions(dataset.subset(train_rows), dataset.subset(test_rows))
         for k, v in base.items():
             oof_base[k].append(v)
+        per_fold.append(_fold_record(dataset, train_rows, test_rows, oof_model[-1], base))
     rows = np.concatenate(oof_rows)
     y_test = y[rows]
     metrics: dict[str, Any] = {"model": score(y_test, np.concatenate(oof_model))}
@@ -280,6 +310,7 @@ def train(
         labels = np.concatenate([lab for lab, _ in parts])
         metrics[k] = score(y_test, np.concatenate([p for _, p in parts]), labels)
     metrics["folds"] = len(splits)
+    metrics["per_fold"] = per_fold
     metrics["rows"] = len(rows)
     metrics["up_share"] = float(y_test.mean())
     final = make_estimator(kind, seed=seed, threads=threads, device=device, **params)
@@ -299,6 +330,17 @@ def train(
         params={**_jsonable(used), "seed": seed},
         version=_version(kind, used, seed, dataset),
     )
+
+
+def fold_table(model: TrainedModel) -> pd.DataFrame:
+    """The walk-forward scores fold by fold (``metrics["per_fold"]``), one row per fold.
+
+    Columns: train and test rows, the test block's first and last date, the model's
+    accuracy, ROC AUC and log-loss on that block and the majority class's accuracy. Empty
+    for a model saved before folds were recorded.
+    """
+    folds = model.metrics.get("per_fold") or []
+    return pd.DataFrame.from_records(folds).rename_axis("fold")
 
 
 def metrics_table(model: TrainedModel) -> pd.DataFrame:

@@ -56,7 +56,7 @@ class ServeConfig:
     """What one worker process serves and its limits.
 
     ``model_dir`` a directory written by ``nepse_perf.model.save``; ``prices`` a price file
-    or directory for ``/v1/predict`` (None: the shipped sample); ``max_batch`` rows per ONNX
+    or directory for ``/v1/predict`` (None: the whole shipped market); ``max_batch`` rows per ONNX
     call; ``max_wait_ms`` how long the oldest queued request waits for company;
     ``max_queue`` rows allowed to wait before 503; ``max_rows`` rows per request and
     ``max_symbols`` symbols per request (413 beyond); ``max_body_bytes`` request body limit
@@ -449,7 +449,7 @@ class _Service:
             await self.batcher.stop()
 
     async def _start(self) -> None:
-        from nepse_perf.data import sample_path
+        from nepse_perf.data import market_path
         from nepse_perf.model import load
 
         config, metrics = self.config, self.metrics
@@ -462,7 +462,7 @@ class _Service:
             on_batch=metrics.on_batch,
             on_queue=metrics.queue_rows.set,
         )
-        prices_path = Path(config.prices) if config.prices else sample_path()
+        prices_path = Path(config.prices) if config.prices else market_path()
         symbols = SymbolFeatures(prices_path, model.features)
         await batcher.start()
         self.model, self.batcher, self.symbols = model, batcher, symbols
