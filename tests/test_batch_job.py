@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -310,3 +311,91 @@ def test_kill_and_resume_stops_once_the_job_is_done(panel_file: Path, tmp_path: 
     assert log["lost_chunk_files"].le(1).all()
     manifest = verify_output(tmp_path / "out")  # raises unless finished, whole and clean
     assert len(manifest["chunks"]) == manifest["n_chunks"] == log["finished_chunks"].iloc[-1]
+
+
+def _batch_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``nepse-perf batch ARGV`` in-process: (exit status, stderr); stderr is one line."""
+    from nepse_perf.cli import main
+
+    status = main(["batch", *argv, "--quiet"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    return status, err
+
+
+def test_unwritable_out_is_one_line_and_exit_2(
+    panel_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import tempfile
+
+    # a parent that cannot hold directories (as root, chmod would not stop us)
+    status, err = _batch_cli(capsys, str(panel_file), "--out", "/proc/nepse-perf-out/x")
+    assert status == 2 and "--out /proc/nepse-perf-out/x: cannot write" in err
+
+    # an --out where no file can be created: every temporary file fails, as on a read-only mount
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(kwargs.get("dir", "")))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro"
+    status, err = _batch_cli(capsys, str(panel_file), "--out", str(out))
+    assert status == 2 and f"--out {out}: cannot write: Permission denied" in err
+
+
+def test_force_deletes_only_this_programs_files(
+    panel_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps({"format": "someone-else/2"}))
+    (out / "notes.txt").write_text("mine")
+    (out / "chunk-00000.parquet").write_bytes(b"theirs too")
+    before = _dir_state(out)
+    status, err = _batch_cli(capsys, str(panel_file), "--out", str(out), "--force")
+    assert status == 2 and "not a nepse-perf batch manifest" in err
+    assert _dir_state(out) == before  # nothing deleted, the other program's manifest kept
+
+    # an unreadable manifest beside a file that is not ours: refused, nothing deleted
+    (out / MANIFEST).write_text("{ truncated")
+    before = _dir_state(out)
+    status, err = _batch_cli(capsys, str(panel_file), "--out", str(out), "--force")
+    assert status == 2 and _dir_state(out) == before
+
+    # an unreadable manifest among our files only: --force starts over
+    (out / "notes.txt").unlink()
+    status, err = _batch_cli(capsys, str(panel_file), "--out", str(out), "--force")
+    assert status == 0, err
+    assert verify_output(out)["n_chunks"] > 0
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda m: m.pop("chunks"), "'chunks' must be a JSON object"),
+        (lambda m: m.update(job=["a", "list"]), "'job' must be a JSON object"),
+        (lambda m: m.update(n_chunks="30"), "'n_chunks' must be a JSON integer"),
+        (lambda m: m["chunks"]["0"].update(file="../elsewhere.parquet"), "must be 'chunk-00000"),
+        (lambda m: m["chunks"]["0"].update(file="/etc/passwd"), "must be 'chunk-00000"),
+        (lambda m: m["chunks"]["0"].update(sha256="x"), "sha256 must be 64 hex digits"),
+        (lambda m: m["chunks"].update({"999": m["chunks"]["0"]}), "not a chunk index below"),
+        (lambda m: m["chunks"]["0"].update(symbols=[1]), "symbols must be a list of strings"),
+    ],
+)
+def test_a_tampered_manifest_is_refused_by_name(
+    reference: dict,
+    panel_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tamper,
+    message,
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(reference["out"], out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    tamper(manifest)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "elsewhere.parquet").write_bytes((out / "chunk-00000.parquet").read_bytes())
+    with pytest.raises(BatchError, match=re.escape(message)):
+        verify_output(out)
+    status, err = _batch_cli(capsys, str(panel_file), "--out", str(out))
+    assert status == 2 and "invalid manifest" in err and message in err

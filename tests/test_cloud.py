@@ -290,6 +290,35 @@ def test_handler_bad_input(handler_env) -> None:
     assert resp["statusCode"] == 422 and "must be finite" in _body(resp)["error"]
 
 
+def test_handler_answers_every_hostile_event_with_a_4xx(handler_env) -> None:
+    _, feats, bars = _event_rows()
+    row = feats.dropna().iloc[-1].tolist()
+    deep = "[" * 100_000 + "]" * 100_000
+    last = bars[-1]
+    cases = [
+        ({"features": [[*row[:-1], 10**400]]}, 422, "too large for a float64"),
+        ({"body": '{"features": [[' + "9" * 5000 + "]]}"}, 400, "body: not valid JSON"),
+        ({"body": b'{"features": "\xff"}'}, 400, "body: not UTF-8"),
+        ({"body": b"\xff\xfe{\x00}\x00"}, 400, "body: not UTF-8"),  # UTF-16: JSON is UTF-8
+        ({"body": deep}, 400, "nested too deeply"),
+        ({"body": 123, "isBase64Encoded": True}, 400, "base64 text expected"),
+        ({"body": "not base64!", "isBase64Encoded": True}, 400, "not base64-encoded"),
+        ({"prices": [*bars[:-1], {**last, "date": "now"}]}, 422, "not a date"),
+        ({"prices": [*bars[:-1], {**last, "date": 20260102}]}, 422, "YYYY-MM-DD string"),
+        ({"prices": [*bars[:-1], {**last, "date": "9999-12-31"}]}, 422, "not a date"),
+        ({"prices": [*bars[:-1], {**last, "date": "2026-1-2"}]}, 422, "not a date"),
+        ({"prices": [*bars[:-1], {**last, "close": 10**400}]}, 422, "too large for a float64"),
+        ({"features": [[*row[:-1], "x" * 10_000]]}, 422, "expected a number"),
+        ({1: "a", "b": 2}, 422, "give exactly one of"),
+    ]
+    for event, status, message in cases:
+        resp = handler_env(event)
+        assert resp["statusCode"] == status, (message, resp)
+        error = _body(resp)["error"]
+        assert message in error, error
+        assert len(error) < 300, error  # never the whole input echoed back
+
+
 def test_handler_missing_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from nepse_perf.cloud import handler
 

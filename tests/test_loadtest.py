@@ -18,13 +18,14 @@ from nepse_perf.bench.loadtest import (
     sample_feature_rows,
 )
 from nepse_perf.cli import main
+from nepse_perf.data import sample_path
 from nepse_perf.model import FEATURES
 from nepse_perf.serving.process import ServiceProcess, free_port
 
 
 @pytest.fixture(scope="module")
 def service(serving_model_dir):
-    with ServiceProcess(serving_model_dir) as svc:
+    with ServiceProcess(serving_model_dir, prices=sample_path()) as svc:
         yield svc
 
 

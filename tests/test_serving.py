@@ -101,6 +101,29 @@ def test_serves_every_market_symbol_by_default(client) -> None:
     assert short.status_code == 422 and "CZBILP" in short.text
 
 
+def test_each_symbol_is_answered_on_its_own(client) -> None:
+    r = client.post("/v1/predict", json={"symbols": ["NABIL", "NOSUCH", "CZBILP"]})
+    assert r.status_code == 207, r.text  # some predicted, some not
+    body = r.json()
+    assert [p["symbol"] for p in body["predictions"]] == ["NABIL"]
+    assert [(e["symbol"], e["status"]) for e in body["errors"]] == [
+        ("NOSUCH", 404),
+        ("CZBILP", 422),
+    ]
+    everything = client.post("/v1/predict", json={"symbols": ["NABIL", "ADBL"]}).json()
+    assert everything["errors"] == []
+    none = client.post("/v1/predict", json={"symbols": ["CZBILP", "NOSUCH"]})
+    assert none.status_code == 422 and len(none.json()["errors"]) == 2
+
+
+def test_a_refused_symbol_is_cached_until_the_prices_change(client) -> None:
+    client.post("/v1/predict", json={"symbols": ["CORBLP"]})  # one session: inside the warm-up
+    before = metric(client.get("/metrics").text, "nepse_feature_computations")
+    for _ in range(3):
+        assert client.post("/v1/predict", json={"symbols": ["CORBLP"]}).status_code == 422
+    assert metric(client.get("/metrics").text, "nepse_feature_computations") == before
+
+
 def test_repeated_symbol_is_not_recomputed(client) -> None:
     client.post("/v1/predict", json={"symbols": ["NICA"]})
     before = metric(client.get("/metrics").text, "nepse_feature_computations")
@@ -156,8 +179,15 @@ BAD_BODIES = [
     ("/v1/predict", b'{"symbols": "NABIL"}', 400, "non-empty list"),
     ("/v1/predict", b'{"symbols": [1]}', 400, "symbols[0]"),
     ("/v1/predict", b'{"rows": []}', 400, "JSON object"),
-    ("/v1/predict", b'{"symbols": ["NABIL", "NOSUCH"]}', 404, "NOSUCH"),
+    ("/v1/predict", b'{"symbols": ["NOSUCH"]}', 404, "unknown symbol 'NOSUCH'"),
     ("/v1/predict", json.dumps({"symbols": ["NABIL"] * 9}).encode(), 413, "too many symbols"),
+    # what a JSON parser or the response encoder can raise on client data is a 4xx too
+    ("/v1/predict/features", "digits", 400, "malformed JSON"),
+    ("/v1/predict", b'{"symbols": [' + b"7" * 5000 + b"]}", 400, "malformed JSON"),
+    ("/v1/predict", b'{"symbols": ["\xff"]}', 400, "not UTF-8"),
+    ("/v1/predict", b'{"symbols": ["\\ud800"]}', 404, "unknown symbol '\\ud800'"),
+    ("/v1/predict", json.dumps({"symbols": ["X" * 50_000]}).encode(), 404, "XXX..."),
+    ("/v1/predict", b'{"symbols": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}", 400, "deeply"),
 ]
 
 
@@ -170,6 +200,7 @@ def _body(spec: bytes | str | None) -> bytes:
         "str": '{"rows": [[' + row + ', "2.0"]]}',
         "bool": '{"rows": [[' + row + ", true]]}",
         "huge": '{"rows": [[' + row + ", " + "9" * 400 + "]]}",
+        "digits": '{"rows": [[' + row + ", " + "9" * 5000 + "]]}",
         "toomany": json.dumps({"rows": [[1.0] * n] * 65}),
     }
     return special[spec].encode() if spec is None or isinstance(spec, str) else spec
@@ -180,11 +211,12 @@ def test_bad_input_is_a_clear_4xx(client, path, spec, status, words) -> None:
     r = client.post(path, content=_body(spec), headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
+    assert len(r.json()["detail"]) < 300  # never the whole input echoed back
 
 
 def test_body_over_the_limit(client) -> None:
     big = b'{"rows": [' + b"1" * 70_000 + b"]}"
-    r = client.post("/v1/predict/features", content=big)
+    r = client.post("/v1/predict/features", content=big)  # refused on its length alone
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
     def chunks():  # no Content-Length: chunked transfer, counted as it arrives
@@ -192,8 +224,26 @@ def test_body_over_the_limit(client) -> None:
             yield b" " * 4096
 
     with httpx.Client(base_url=str(client.base_url), timeout=30) as fresh:
-        r = fresh.post("/v1/predict/features", content=chunks())
+        r = fresh.post(
+            "/v1/predict/features", content=chunks(), headers={"content-type": "application/json"}
+        )
     assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_only_json_is_accepted(client, content_type) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    for path, body in (("/v1/predict", b'{"symbols": ["NABIL"]}'), ("/v1/predict/features", b"{}")):
+        r = client.post(path, content=body, headers=headers)
+        assert r.status_code == 415 and "application/json" in r.json()["detail"], r.text
+    ok = client.post(
+        "/v1/predict",
+        content=b'{"symbols": ["NABIL"]}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 200
 
 
 def test_still_serving_after_bad_input(client, rows) -> None:
@@ -202,6 +252,30 @@ def test_still_serving_after_bad_input(client, rows) -> None:
     assert r.status_code == 200 and len(r.json()["prob_up"]) == 2
     text = client.get("/metrics").text
     assert 'status="500"' not in text
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_real_500_is_counted_and_timed(serving_model_dir, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from nepse_perf.data import sample_path
+
+    app = create_app(ServeConfig(str(serving_model_dir), prices=str(sample_path())))
+    with TestClient(app, raise_server_exceptions=False) as api:
+        service = app.app.state.service
+
+        async def broken(rows):
+            raise RuntimeError("a bug in the service")
+
+        monkeypatch.setattr(service, "infer", broken)
+        r = api.post("/v1/predict/features", json={"rows": [[1.0] * len(FEATURES)]})
+        assert r.status_code == 500
+        text = api.get("/metrics").text
+    labels = 'endpoint="/v1/predict/features",status="500"'
+    assert metric(text, "nepse_requests_total", labels) == 1
+    assert (
+        metric(text, "nepse_request_latency_seconds_count", 'endpoint="/v1/predict/features"') == 1
+    )
 
 
 def test_unknown_path_is_json_404(client) -> None:
@@ -236,7 +310,7 @@ def _post_in_thread(url: str, body: dict, out: dict) -> threading.Thread:
 
 
 def test_overload_answers_503_with_retry_after(serving_model_dir, rows) -> None:
-    with ServiceProcess(serving_model_dir, **SLOW) as svc:
+    with ServiceProcess(serving_model_dir, prices=sample_path(), **SLOW) as svc:
         first: dict = {}
         t = _post_in_thread(svc.url, {"rows": rows[:4].tolist()}, first)
         _wait_queued(svc.url, 4)
@@ -254,7 +328,7 @@ def test_overload_answers_503_with_retry_after(serving_model_dir, rows) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(serving_model_dir, rows) -> None:
-    svc = ServiceProcess(serving_model_dir, **SLOW).start()
+    svc = ServiceProcess(serving_model_dir, prices=sample_path(), **SLOW).start()
     try:
         out: dict = {}
         t = _post_in_thread(svc.url, {"rows": rows[:4].tolist()}, out)
@@ -271,7 +345,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(serving_model_dir, rows
 
 
 def test_two_workers_and_nginx_in_front_of_two_instances(service, serving_model_dir, rows):
-    with ServiceProcess(serving_model_dir, workers=2) as second:
+    with ServiceProcess(serving_model_dir, prices=sample_path(), workers=2) as second:
         backends = [service, second]
         ok_label = 'endpoint="/v1/predict/features",status="200"'
         before = metric(httpx.get(service.url + "/metrics").text, "nepse_requests_total", ok_label)

@@ -1,11 +1,12 @@
-"""Argument checks with one wording, so every function rejects a bad count the same way."""
+"""Argument checks with one wording, so every function rejects a bad count the same way,
+and :func:`shown`: how an error message quotes a value that a client sent."""
 
 from __future__ import annotations
 
 import math
 import numbers
 
-__all__ = ["non_negative_int", "positive_float", "positive_int"]
+__all__ = ["non_negative_int", "positive_float", "positive_int", "shown"]
 
 
 def positive_int(value: object, name: str) -> int:
@@ -36,3 +37,17 @@ def positive_float(value: object, name: str) -> float:
     ):
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters and ASCII only.
+
+    A message must never echo a whole hostile input, nor fail to be built: an int over
+    Python's digit limit has no ``repr`` (shown as ``<int of too many digits>``), and a lone
+    surrogate or other non-ASCII text is escaped so that any encoder can send it.
+    """
+    try:
+        text = ascii(value)
+    except ValueError:
+        text = f"<{type(value).__name__} of too many digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.checks import positive_int, shown
 from nepse_perf._infra.files import atomic_write, atomic_write_text
 from nepse_perf.pipeline import DEFAULT_BACKEND
 
@@ -193,9 +194,53 @@ def _read_manifest(out: Path) -> dict | None:
         raise BatchError(
             f"{path}: not a nepse-perf batch manifest (format "
             f"{manifest.get('format') if isinstance(manifest, dict) else None!r}, expected "
-            f"{FORMAT!r}); nothing overwritten"
+            f"{FORMAT!r}); nothing overwritten or deleted"
         )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise BatchError(f"{path}: invalid manifest: {problem}; nothing overwritten")
     return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with a manifest of our format (None: nothing), naming the field.
+
+    The schema: ``key`` a string, ``job`` an object, ``n_chunks`` a non-negative integer,
+    ``chunks`` an object mapping each index ``"0"`` .. ``n_chunks - 1`` to an entry whose
+    ``file`` is exactly that chunk's name (so no path can lead outside ``--out``),
+    ``sha256`` 64 hex digits, ``rows`` a non-negative integer and ``symbols`` a list of
+    strings.
+    """
+    types = {"key": str, "job": dict, "n_chunks": int, "chunks": dict}
+    for name, kind in types.items():
+        value = manifest.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"{name!r} must be a JSON {_JSON_NAMES[kind]}, got {shown(value)}"
+    if manifest["n_chunks"] < 0:
+        return f"'n_chunks' must be >= 0, got {manifest['n_chunks']}"
+    for name, entry in manifest["chunks"].items():
+        where = f"chunks[{name!r}]"
+        if not (name.isdigit() and name.isascii()) or int(name) >= manifest["n_chunks"]:
+            return f"{where}: not a chunk index below n_chunks"
+        if not isinstance(entry, dict):
+            return f"{where}: must be an object, got {shown(entry)}"
+        if entry.get("file") != chunk_name(int(name)):
+            return f"{where}.file must be {chunk_name(int(name))!r}, got {shown(entry.get('file'))}"
+        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+            return f"{where}.sha256 must be 64 hex digits"
+        rows = entry.get("rows")
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            return f"{where}.rows must be a non-negative integer, got {shown(rows)}"
+        symbols = entry.get("symbols")
+        if not isinstance(symbols, list) or not all(isinstance(x, str) for x in symbols):
+            return f"{where}.symbols must be a list of strings"
+    return None
+
+
+_JSON_NAMES = {str: "string", dict: "object", int: "integer"}
 
 
 def chunk_name(index: int) -> str:
@@ -203,13 +248,20 @@ def chunk_name(index: int) -> str:
     return f"chunk-{index:05d}.parquet"
 
 
-def _own_files(out: Path) -> list[Path]:
+_CHUNK_FILE = re.compile(r"chunk-\d{5,}\.parquet")
+
+
+def _own_files(out: Path, with_manifest: bool) -> list[Path]:
+    """The files in ``out`` that this program writes: its temporaries, and, when ``out``
+    holds a manifest of ours, the manifest and the chunk files (named as ours are)."""
     return [
         p
         for p in out.iterdir()
-        if p.name == MANIFEST
-        or p.name.startswith(TMP_PREFIX)
-        or (p.name.startswith("chunk-") and p.name.endswith(".parquet"))
+        if p.is_file()
+        and (
+            p.name.startswith(TMP_PREFIX)
+            or (with_manifest and (p.name == MANIFEST or _CHUNK_FILE.fullmatch(p.name)))
+        )
     ]
 
 
@@ -307,6 +359,40 @@ def _define_job(
     return _Job(source, out, chunk_symbols, backend, params, model, spec, key)
 
 
+def _remove_own_files(out: Path) -> None:
+    """``--force``: delete this program's files in ``out``, and nothing else.
+
+    A manifest of ours (valid, or unreadable in a directory that holds nothing but files
+    named as ours) goes with the chunk files; a manifest of another format is refused
+    (:class:`BatchError`) before anything is deleted. Temporaries of ours always go.
+    """
+    path = out / MANIFEST
+    ours = False
+    if path.exists():
+        try:
+            _read_manifest(out)
+            ours = True
+        except BatchError:
+            named_as_ours = all(
+                p.name == MANIFEST or p.name.startswith(TMP_PREFIX) or _CHUNK_FILE.fullmatch(p.name)
+                for p in out.iterdir()
+            )
+            if _foreign_manifest(path) or not named_as_ours:
+                raise
+            ours = True
+    for p in _own_files(out, ours):
+        p.unlink()
+
+
+def _foreign_manifest(path: Path) -> bool:
+    """Whether ``path`` parses as JSON but is not a manifest of this program's format."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return not isinstance(data, dict) or data.get("format") != FORMAT
+
+
 def _claim_output(job: _Job, force: bool) -> dict | None:
     """Make ``job.out`` ours: its manifest (None when new), strays removed; else BatchError.
 
@@ -318,10 +404,9 @@ def _claim_output(job: _Job, force: bool) -> dict | None:
     if out.exists() and not out.is_dir():
         raise BatchError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    manifest = None if force else _read_manifest(out)
     if force:
-        for p in _own_files(out):
-            p.unlink()
+        _remove_own_files(out)
+    manifest = None if force else _read_manifest(out)
     if manifest is not None and manifest.get("key") != job.key:
         old = manifest.get("job", {})
         changed = sorted(k for k in job.spec if k != "input" and old.get(k) != job.spec[k])
@@ -469,10 +554,31 @@ def run_batch(
     t0 = time.perf_counter()
     settings = (chunk_symbols, backend, full_params)
     job = _define_job(Path(input_path), Path(out), settings, model_dir)
+    try:
+        result = _run_job(job, force, should_stop or (lambda: False), say, t0)
+    except OSError as exc:  # --out (or its parent) not writable, disk full, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BatchError(f"--out {job.out}: cannot write: {exc.strerror or exc}{where}") from None
+    result.total_s = time.perf_counter() - t0
+    return result
+
+
+def _run_job(
+    job: _Job,
+    force: bool,
+    should_stop: Callable[[], bool],
+    say: Callable[[str], None],
+    t0: float,
+) -> BatchResult:
+    """The body of :func:`run_batch` once the job is defined: claim ``--out``, run chunks.
+
+    ``t0`` is when the call began (``load_s`` counts from it).
+    """
     manifest = _claim_output(job, force)
     prices = _load_input(job.source)
     symbols = sorted(map(str, prices["symbol"].unique()))
-    chunks = [symbols[i : i + chunk_symbols] for i in range(0, len(symbols), chunk_symbols)]
+    size = job.chunk_symbols
+    chunks = [symbols[i : i + size] for i in range(0, len(symbols), size)]
     if manifest is None:
         manifest = {"format": FORMAT, "key": job.key, "job": job.spec}
         manifest.update({"n_chunks": len(chunks), "chunks": {}})
@@ -485,9 +591,8 @@ def run_batch(
         f"{len(symbols):,} symbols, {len(prices):,} rows, {len(chunks)} chunks; "
         f"{len(manifest['chunks'])} finished before, {len(result.redone)} to redo"
     )
-    _run_chunks(job, prices, chunks, manifest, result, should_stop or (lambda: False), say)
+    _run_chunks(job, prices, chunks, manifest, result, should_stop, say)
     result.complete = len(manifest["chunks"]) == len(chunks)
-    result.total_s = time.perf_counter() - t0
     return result
 
 

@@ -28,6 +28,8 @@ import math
 import os
 from typing import Any
 
+from nepse_perf._infra.checks import shown
+
 __all__ = ["MAX_ROWS", "MODEL_ENV", "handler", "reset"]
 
 #: Environment variable naming the model directory.
@@ -83,16 +85,13 @@ def _request(event: Any) -> dict:
         if event.get("isBase64Encoded"):
             import base64
 
+            if not isinstance(body, str | bytes):
+                raise _BadRequest(400, f"body: base64 text expected, got {type(body).__name__}")
             try:
-                body = base64.b64decode(body).decode("utf-8")
-            except (ValueError, UnicodeDecodeError) as exc:
+                body = base64.b64decode(body, validate=True).decode("utf-8")
+            except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
                 raise _BadRequest(400, f"body: not base64-encoded UTF-8 ({exc})") from None
-        try:
-            event = json.loads(body) if isinstance(body, str | bytes) else body
-        except json.JSONDecodeError as exc:
-            raise _BadRequest(
-                400, f"body: not valid JSON ({exc.msg} at position {exc.pos})"
-            ) from None
+        event = _parse_body(body) if isinstance(body, str | bytes) else body
     if not isinstance(event, dict):
         raise _BadRequest(400, f"event: expected a JSON object, got {type(event).__name__}")
     given = [k for k in ("features", "prices") if k in event]
@@ -100,7 +99,7 @@ def _request(event: Any) -> dict:
         raise _BadRequest(
             422,
             "event: give exactly one of 'features' or 'prices'"
-            + (" (got both)" if len(given) == 2 else f" (got keys {sorted(event)[:5]})"),
+            + (" (got both)" if len(given) == 2 else f" (got keys {sorted(map(str, event))[:5]})"),
         )
     rows = event[given[0]]
     if not isinstance(rows, list) or not rows:
@@ -110,13 +109,52 @@ def _request(event: Any) -> dict:
     return event
 
 
+def _parse_body(body: str | bytes) -> Any:
+    """The JSON of an API Gateway body; 400 for anything a JSON parser refuses.
+
+    That is malformed JSON, bytes that are not UTF-8, an integer literal longer than
+    Python's digit limit (a plain ``ValueError``) and nesting deeper than the recursion
+    limit: each names what was wrong, none escapes as an exception.
+    """
+    try:
+        return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except json.JSONDecodeError as exc:
+        raise _BadRequest(400, f"body: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except UnicodeDecodeError as exc:
+        raise _BadRequest(400, f"body: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # e.g. an integer literal over the digit limit
+        raise _BadRequest(400, f"body: not valid JSON ({shown(str(exc))})") from None
+    except RecursionError:
+        raise _BadRequest(400, "body: not valid JSON (nested too deeply)") from None
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _BadRequest(422, f"{where}: expected a number, got {value!r}")
-    x = float(value)
+        raise _BadRequest(422, f"{where}: expected a number, got {shown(value)}")
+    try:
+        x = float(value)
+    except OverflowError:
+        raise _BadRequest(422, f"{where}: too large for a float64") from None
     if not math.isfinite(x):
-        raise _BadRequest(422, f"{where}: must be finite, got {value!r}")
+        raise _BadRequest(422, f"{where}: must be finite, got {shown(value)}")
     return x
+
+
+def _date(value: Any, where: str):
+    """A bar's date: a ``YYYY-MM-DD`` string within pandas' datetime range, else 422."""
+    import datetime
+
+    import pandas as pd
+
+    if not isinstance(value, str):
+        raise _BadRequest(422, f"{where}: expected a YYYY-MM-DD string, got {shown(value)}")
+    try:
+        day = datetime.date.fromisoformat(value)
+        if len(value) != 10:
+            raise ValueError(value)
+        return pd.Timestamp(day).as_unit("ns")
+    except (ValueError, OverflowError):
+        raise _BadRequest(422, f"{where}: not a date (YYYY-MM-DD): {shown(value)}") from None
 
 
 def _feature_rows(rows: list, names: tuple[str, ...]):
@@ -162,7 +200,7 @@ def _price_frame(rows: list):
                 raise _BadRequest(422, f"prices[{i}].{c}: missing")
             x = _number(bar[c], f"prices[{i}].{c}")
             if x <= 0:
-                raise _BadRequest(422, f"prices[{i}].{c}: must be > 0, got {bar[c]!r}")
+                raise _BadRequest(422, f"prices[{i}].{c}: must be > 0, got {shown(bar[c])}")
             cols[c][i] = x
         cols["volume"][i] = (
             _number(bar["volume"], f"prices[{i}].volume") if "volume" in bar else np.nan
@@ -173,10 +211,7 @@ def _price_frame(rows: list):
             raise _BadRequest(422, f"prices[{i}]: needs low <= open, close <= high")
         if "date" not in bar:
             raise _BadRequest(422, f"prices[{i}].date: missing")
-        try:
-            dates.append(pd.Timestamp(str(bar["date"])))
-        except ValueError:
-            raise _BadRequest(422, f"prices[{i}].date: not a date: {bar['date']!r}") from None
+        dates.append(_date(bar["date"], f"prices[{i}].date"))
     d = pd.DatetimeIndex(dates)
     if not d.is_monotonic_increasing or d.has_duplicates:
         bad = int(np.argmax(np.diff(d.asi8) <= 0)) + 1

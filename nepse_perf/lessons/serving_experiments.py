@@ -101,6 +101,18 @@ def rate_sweep(
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
 
+def sweep_prices() -> os.PathLike[str]:
+    """The prices the load experiments' services load: the sample.
+
+    The sweeps post feature rows (``/v1/predict/features``), which never read prices; the
+    services only load them at start-up, and the sample loads in a fraction of the market's
+    time, which a grid of a dozen services pays a dozen times.
+    """
+    from nepse_perf.data import sample_path
+
+    return sample_path()
+
+
 @contextlib.contextmanager
 def serve_many(
     model_dir: str | os.PathLike[str], configs: dict[str, dict]
@@ -109,9 +121,13 @@ def serve_many(
 
     All processes start together (their start-up overlaps) and idle until measured, so a
     grid of configurations costs one start-up instead of one per configuration. Each is
-    stopped on exit.
+    stopped on exit. Unless an entry names ``prices``, each serves the sample (see
+    :func:`sweep_prices`).
     """
-    procs = {label: ServiceProcess(model_dir, **dict(opts)) for label, opts in configs.items()}
+    procs = {
+        label: ServiceProcess(model_dir, **{"prices": sweep_prices(), **opts})
+        for label, opts in configs.items()
+    }
     try:
         for p in procs.values():
             p.launch()
@@ -131,8 +147,10 @@ def serve(
 
     One instance: its own URL. Several: each a separate process on its own port, behind a
     real nginx (least connections) whose URL is yielded. Everything is stopped on exit.
+    Unless ``options`` name ``prices``, the services serve the sample (:func:`sweep_prices`).
     """
-    procs = [ServiceProcess(model_dir, **dict(options)) for _ in range(instances)]
+    options = {"prices": sweep_prices(), **options}
+    procs = [ServiceProcess(model_dir, **options) for _ in range(instances)]
     balancer = None
     try:
         for p in procs:

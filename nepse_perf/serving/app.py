@@ -15,11 +15,18 @@ Endpoints (errors are JSON ``{"detail": ...}``, never a 500 for bad input):
                                -> ``{"prob_up": [...]}``: the pure-inference path
 ``GET /metrics``               Prometheus text: requests, latency histogram, batch sizes,
                                queue depth, feature computations (this worker's registry)
+``GET /openapi.json``          the OpenAPI contract: request bodies with the configured
+                               limits, every status each route answers
+                               (``nepse_perf.serving.schema``)
+``GET /docs``                  Swagger UI, its files served by the app (no CDN)
 =============================  ==========================================================
 
-Bad input answers 400 (malformed JSON, wrong shape or type, NaN/inf), 404 (unknown symbol,
-named), 413 (too many symbols/rows, body over ``max_body_bytes``) or 422 (a symbol with too
-little history); a full queue answers 503 with ``Retry-After``. ``create_app(config)`` builds
+Bad input answers 400 (malformed JSON, wrong shape or type, NaN/inf, anything the JSON
+parser refuses), 413 (too many symbols/rows, body over ``max_body_bytes``) or 415 (a body not
+declared ``application/json``). ``/v1/predict`` answers per symbol: 200 when every symbol was
+predicted, 207 with an ``errors`` entry (404 unknown, 422 too little history) for each that
+was not, 404 or 422 when none was. A full queue answers 503 with ``Retry-After``. Every
+answer is ASCII JSON, so a message quoting client text can always be sent. ``create_app(config)`` builds
 an app; ``app_from_env()`` is the factory ``uvicorn --factory`` calls in every worker process
 (``nepse-perf serve`` sets the ``NEPSE_PERF_SERVE_*`` variables it reads).
 """
@@ -42,8 +49,16 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from nepse_perf._infra.checks import positive_int
+from nepse_perf._infra.checks import positive_int, shown
 from nepse_perf.serving.batcher import MicroBatcher, Overloaded
+from nepse_perf.serving.schema import (
+    FEATURES_RESPONSES,
+    MODEL_RESPONSES,
+    PREDICT_RESPONSES,
+    READY_RESPONSES,
+    Health,
+    install_openapi,
+)
 
 __all__ = ["ENV_PREFIX", "ServeConfig", "app_from_env", "create_app", "onnx_predictor"]
 
@@ -128,6 +143,15 @@ def _prices_fingerprint(path: Path) -> tuple:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class SymbolRefused:
+    """Why one symbol of a ``/v1/predict`` request gets no prediction: its status and reason."""
+
+    symbol: str
+    status: int
+    detail: str
+
+
 class SymbolFeatures:
     """Latest feature row per symbol, computed on first request and cached.
 
@@ -175,20 +199,25 @@ class SymbolFeatures:
             self._refresh()
             return sorted(self._groups)
 
-    def latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-        """(latest session date ISO, feature row) per symbol; BadRequest 404/422 otherwise."""
+    def latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray] | SymbolRefused]:
+        """Per symbol: (latest session date ISO, feature row), or why it has none.
+
+        A :class:`SymbolRefused` is 404 for a symbol the prices do not hold and 422 for one
+        whose latest session is inside the indicators' warm-up; the 422 is cached like a
+        feature row, until the prices change.
+        """
         with self._lock:
             return self._latest(symbols)
 
-    def _latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    def _latest(self, symbols: Sequence[str]) -> list[tuple[str, np.ndarray] | SymbolRefused]:
         from nepse_perf.model import feature_frame
 
         self._refresh()
-        unknown = [s for s in symbols if s not in self._groups]
-        if unknown:
-            raise BadRequest(404, f"unknown symbol(s): {', '.join(unknown)}")
-        out = []
+        out: list[tuple[str, np.ndarray] | SymbolRefused] = []
         for sym in symbols:
+            if sym not in self._groups:
+                out.append(SymbolRefused(sym, 404, f"unknown symbol {shown(sym, 30)}"))
+                continue
             hit = self._cache.get(sym)
             if hit is None:
                 rows = self._prices.loc[self._groups[sym]]
@@ -196,14 +225,15 @@ class SymbolFeatures:
                 last = rows["date"].to_numpy().argmax()
                 vec = feats.iloc[last].to_numpy(dtype=np.float64)
                 self.computations += 1
-                if not np.isfinite(vec).all():
-                    raise BadRequest(
+                if np.isfinite(vec).all():
+                    hit = (str(rows["date"].iloc[last].date()), vec)
+                else:
+                    hit = SymbolRefused(
+                        sym,
                         422,
                         f"symbol {sym}: its latest session is inside the indicators' warm-up "
                         f"({len(rows)} sessions of history); no prediction",
                     )
-                date = rows["date"].iloc[last]
-                hit = (str(date.date()), vec)
                 self._cache[sym] = hit
             out.append(hit)
         return out
@@ -237,9 +267,9 @@ def _parse_rows(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
         for j, v in enumerate(row):
             kind = type(v)
             if kind is not float and kind is not int:
-                raise BadRequest(400, f"rows[{i}][{j}] is {v!r}, expected a number")
+                raise BadRequest(400, f"rows[{i}][{j}] is {shown(v)}, expected a number")
             if kind is float and not math.isfinite(v):
-                raise BadRequest(400, f"rows[{i}][{j}] is {v!r}; features must be finite")
+                raise BadRequest(400, f"rows[{i}][{j}] is {shown(v)}; features must be finite")
     try:
         arr = np.array(rows, dtype=np.float64)
     except OverflowError:
@@ -253,7 +283,7 @@ def _parse_symbols(payload: Any, max_symbols: int) -> list[str]:
     symbols = _payload_list(payload, "symbols", '["NABIL", ...]', "strings", max_symbols)
     for i, s in enumerate(symbols):
         if not isinstance(s, str) or not s.strip():
-            raise BadRequest(400, f"symbols[{i}] is {s!r}, expected a symbol such as 'NABIL'")
+            raise BadRequest(400, f"symbols[{i}] is {shown(s)}, expected a symbol such as 'NABIL'")
     return [s.strip().upper() for s in symbols]
 
 
@@ -313,6 +343,8 @@ _ENDPOINTS = {
     "/v1/predict",
     "/v1/predict/features",
     "/metrics",
+    "/openapi.json",
+    "/docs",
 }
 
 
@@ -349,12 +381,14 @@ class _MetricsAndLimits:
                 except ValueError:
                     too_big = False
                 break
-        if too_big:
-            await self._refuse(send_wrapped)
-        else:
-            await self.app(scope, receive, send_wrapped)
-        self.metrics.requests.labels(endpoint, str(status_box[0])).inc()
-        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        try:
+            if too_big:
+                await self._refuse(send_wrapped)
+            else:
+                await self.app(scope, receive, send_wrapped)
+        finally:  # a request that raised (a 500) is counted and timed too
+            self.metrics.requests.labels(endpoint, str(status_box[0])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps(
@@ -390,12 +424,19 @@ def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return onnx_block_predictor(model)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _json(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+    """``content`` as an ASCII JSON answer with ``status``: any text in it (client text
+    quoted in a message, a lone surrogate included) can always be encoded and sent."""
+    body = json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """The JSON error answer: ``{"detail": message}`` with ``status`` (and ``headers``)."""
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    return _json(status, {"detail": message}, headers)
 
 
-async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+async def _bad_request(request: Request, exc: BadRequest) -> Response:
     """The app's handler of :class:`BadRequest`: its status, message and headers."""
     return _error(exc.status, exc.message, exc.headers)
 
@@ -403,8 +444,16 @@ async def _bad_request(request: Request, exc: BadRequest) -> JSONResponse:
 async def _read_json(request: Request, max_body_bytes: int) -> Any:
     """The request body as JSON, counted as it arrives (413 beyond ``max_body_bytes``).
 
-    BadRequest 400 for an empty body or malformed JSON (also JSON nested too deeply).
+    BadRequest 415 unless the ``Content-Type`` is ``application/json`` (checked before any
+    of the body is read: a web page cannot send that type cross-origin without a CORS
+    preflight, which this service never grants); 400 for an empty body or anything the JSON
+    parser refuses (malformed, not UTF-8, nested too deeply, an integer over the digit limit).
     """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest(
+            415, f"Content-Type must be application/json, got {shown(media_type or None, 40)}"
+        )
     parts, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -415,11 +464,25 @@ async def _read_json(request: Request, max_body_bytes: int) -> Any:
     if not body:
         raise BadRequest(400, "empty body: expected JSON")
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, f"malformed JSON: {exc}") from None
+        return json.loads(body.decode("utf-8"))  # JSON between systems is UTF-8 (RFC 8259)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(400, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"malformed JSON: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's digit limit
+        raise BadRequest(400, f"malformed JSON: {shown(str(exc), 120)}") from None
     except RecursionError:
         raise BadRequest(400, "malformed JSON: nested too deeply") from None
+
+
+def _first_feature_row(symbols: SymbolFeatures, n_features: int) -> np.ndarray:
+    """The feature row of the first symbol that has one (zeros if none has): the warm-up's
+    input, which also loads the prices and computes one symbol's features."""
+    for sym in symbols.symbols:
+        hit = symbols.latest([sym])[0]
+        if not isinstance(hit, SymbolRefused):
+            return hit[1]
+    return np.zeros(n_features)
 
 
 class _Service:
@@ -467,8 +530,7 @@ class _Service:
         await batcher.start()
         self.model, self.batcher, self.symbols = model, batcher, symbols
         # warm-up: the prices load, one symbol's features, one model call
-        first = await asyncio.to_thread(lambda: symbols.symbols[0])
-        _, vec = (await asyncio.to_thread(symbols.latest, [first]))[0]
+        vec = await asyncio.to_thread(_first_feature_row, symbols, len(model.features))
         await batcher.submit(vec[None, :])
         self.ready = True
 
@@ -501,21 +563,21 @@ def _service(request: Request) -> _Service:
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict:
     """Liveness: 200 while the process serves."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+@router.get("/readyz", responses=READY_RESPONSES)
+async def readyz(request: Request) -> Response:
     """Readiness: 200 once the model and prices are loaded and warm, else 503."""
     if _service(request).ready:
         return JSONResponse({"status": "ready"})
     return _error(503, "not ready: the model or prices are still loading")
 
 
-@router.get("/v1/model")
+@router.get("/v1/model", responses=MODEL_RESPONSES)
 async def model_info(request: Request) -> dict:
     """The served model: name, version, kind, ordered features, training dates, metrics."""
     m = _service(request).model
@@ -531,7 +593,7 @@ async def model_info(request: Request) -> dict:
     }
 
 
-@router.post("/v1/predict/features")
+@router.post("/v1/predict/features", responses=FEATURES_RESPONSES)
 async def predict_features(request: Request) -> Response:
     """``{"rows": [[...], ...]}`` -> ``{"prob_up": [...]}``: the pure-inference path."""
     service = _service(request)
@@ -542,26 +604,40 @@ async def predict_features(request: Request) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.post("/v1/predict")
-async def predict_symbols(request: Request) -> dict:
-    """``{"symbols": [...]}`` -> per symbol its latest session date, ``prob_up``, version."""
+@router.post("/v1/predict", responses=PREDICT_RESPONSES)
+async def predict_symbols(request: Request) -> Response:
+    """``{"symbols": [...]}`` -> per symbol its latest session date, ``prob_up``, version.
+
+    Answered per symbol: the symbols that can be predicted get predictions, the others an
+    entry in ``errors`` (symbol, status 404 or 422, detail). 200 when every symbol was
+    predicted, 207 when only some were; when none was, the status is 404 (all unknown) or
+    422, with ``detail`` and the same ``errors``.
+    """
     service = _service(request)
     payload = await _read_json(request, service.config.max_body_bytes)
     symbols = _parse_symbols(payload, service.config.max_symbols)
     found = await asyncio.to_thread(service.symbols.latest, symbols)
     service.count_feature_computations()
-    rows = np.stack([vec for _, vec in found])
-    probs = await service.infer(rows)
+    refused = [f for f in found if isinstance(f, SymbolRefused)]
+    errors = [{"symbol": r.symbol, "status": r.status, "detail": r.detail} for r in refused]
+    ok = [(s, f) for s, f in zip(symbols, found, strict=True) if not isinstance(f, SymbolRefused)]
+    if not ok:
+        status = 404 if all(r.status == 404 for r in refused) else 422
+        detail = "no symbol could be predicted: " + "; ".join(r.detail for r in refused[:5])
+        return _json(status, {"detail": detail, "errors": errors})
+    probs = await service.infer(np.stack([vec for _, (_, vec) in ok]))
     version = service.model.version
-    return {
-        "predictions": [
-            {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
-            for s, (d, _), p in zip(symbols, found, probs, strict=True)
-        ]
-    }
+    predictions = [
+        {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
+        for (s, (d, _)), p in zip(ok, probs, strict=True)
+    ]
+    return _json(207 if errors else 200, {"predictions": predictions, "errors": errors})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def prometheus_metrics(request: Request) -> Response:
     """This worker's Prometheus registry as text."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -579,18 +655,23 @@ def create_app(config: ServeConfig) -> Any:
     stops accepting and waits for in-flight requests first) the batcher finishes its queue.
     The app is wrapped in the middleware that counts, times and size-limits requests.
     """
+    from fastapi_offline import FastAPIOffline
+
+    from nepse_perf.model import FEATURES
+
     service = _Service(config)
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs with Swagger UI's files served from the package: no CDN
         title="nepse-perf prediction service",
         version="1",
         lifespan=service.lifespan,
-        docs_url=None,
+        docs_url="/docs",
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.service = service
     app.add_exception_handler(BadRequest, _bad_request)
     app.include_router(router)
+    install_openapi(app, len(FEATURES), config.max_rows, config.max_symbols)
     return _MetricsAndLimits(app, service.metrics, config.max_body_bytes)
 
 
