@@ -251,6 +251,11 @@ def chunk_name(index: int) -> str:
 _CHUNK_FILE = re.compile(r"chunk-\d{5,}\.parquet")
 
 
+def _named_as_ours(name: str) -> bool:
+    """Whether a file name is one this program writes: the manifest, a chunk, a temporary."""
+    return name == MANIFEST or name.startswith(TMP_PREFIX) or bool(_CHUNK_FILE.fullmatch(name))
+
+
 def _own_files(out: Path, with_manifest: bool) -> list[Path]:
     """The files in ``out`` that this program writes: its temporaries, and, when ``out``
     holds a manifest of ours, the manifest and the chunk files (named as ours are)."""
@@ -258,10 +263,7 @@ def _own_files(out: Path, with_manifest: bool) -> list[Path]:
         p
         for p in out.iterdir()
         if p.is_file()
-        and (
-            p.name.startswith(TMP_PREFIX)
-            or (with_manifest and (p.name == MANIFEST or _CHUNK_FILE.fullmatch(p.name)))
-        )
+        and (p.name.startswith(TMP_PREFIX) or (with_manifest and _named_as_ours(p.name)))
     ]
 
 
@@ -373,11 +375,7 @@ def _remove_own_files(out: Path) -> None:
             _read_manifest(out)
             ours = True
         except BatchError:
-            named_as_ours = all(
-                p.name == MANIFEST or p.name.startswith(TMP_PREFIX) or _CHUNK_FILE.fullmatch(p.name)
-                for p in out.iterdir()
-            )
-            if _foreign_manifest(path) or not named_as_ours:
+            if _foreign_manifest(path) or not all(_named_as_ours(p.name) for p in out.iterdir()):
                 raise
             ours = True
     for p in _own_files(out, ours):
