@@ -36,6 +36,7 @@ def service(serving_model_dir):
         max_rows=64,
         max_symbols=8,
         max_body_bytes=65536,
+        max_inflight=128,  # the exactness test sends 64 requests at once
     ) as svc:
         yield svc
 
@@ -182,12 +183,16 @@ BAD_BODIES = [
     ("/v1/predict", b'{"symbols": ["NOSUCH"]}', 404, "unknown symbol 'NOSUCH'"),
     ("/v1/predict", json.dumps({"symbols": ["NABIL"] * 9}).encode(), 413, "too many symbols"),
     # what a JSON parser or the response encoder can raise on client data is a 4xx too
-    ("/v1/predict/features", "digits", 400, "malformed JSON"),
-    ("/v1/predict", b'{"symbols": [' + b"7" * 5000 + b"]}", 400, "malformed JSON"),
-    ("/v1/predict", b'{"symbols": ["\xff"]}', 400, "not UTF-8"),
-    ("/v1/predict", b'{"symbols": ["\\ud800"]}', 404, "unknown symbol '\\ud800'"),
+    ("/v1/predict/features", "digits", 400, "float64"),
+    ("/v1/predict", b'{"symbols": [' + b"7" * 5000 + b"]}", 400, "symbols[0]"),
+    ("/v1/predict", b'{"symbols": ["\xff"]}', 400, "UTF-8"),
+    ("/v1/predict", b'{"symbols": ["\\ud800"]}', 400, "malformed JSON"),  # not Unicode
     ("/v1/predict", json.dumps({"symbols": ["X" * 50_000]}).encode(), 404, "XXX..."),
-    ("/v1/predict", b'{"symbols": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}", 400, "deeply"),
+    ("/v1/predict", b'{"symbols": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}", 400, "symbols[0]"),
+    ("/v1/predict/features", b'{"rows": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 413, "rows"),
+    ("/v1/predict/features", "extra", 400, "unknown field 'extra'"),
+    ("/v1/predict", b'{"symbols": ["NABIL"], "extra": 1}', 400, "unknown field 'extra'"),
+    ("/v1/predict", b'{"symbols": ["A", "B", "C", "D", "E", "F", "G", "H", "I"]}', 413, "symbols"),
 ]
 
 
@@ -202,6 +207,7 @@ def _body(spec: bytes | str | None) -> bytes:
         "huge": '{"rows": [[' + row + ", " + "9" * 400 + "]]}",
         "digits": '{"rows": [[' + row + ", " + "9" * 5000 + "]]}",
         "toomany": json.dumps({"rows": [[1.0] * n] * 65}),
+        "extra": json.dumps({"rows": [[1.0] * n], "extra": 1}),
     }
     return special[spec].encode() if spec is None or isinstance(spec, str) else spec
 
@@ -285,7 +291,7 @@ def test_unknown_path_is_json_404(client) -> None:
 
 # a queue of 4 rows and a long batch wait: a 4-row request sits in the queue until the
 # wait ends, so a second request finds the queue full, deterministically
-SLOW = {"max_batch": 64, "max_wait_ms": 1500, "max_queue": 4}
+SLOW = {"max_batch": 64, "max_wait_ms": 1500, "max_queue": 4, "deadline_ms": 20_000}
 
 
 def _wait_queued(url: str, rows: int) -> None:
@@ -322,7 +328,7 @@ def test_overload_answers_503_with_retry_after(serving_model_dir, rows) -> None:
         assert first["response"].status_code == 200
         assert len(first["response"].json()["prob_up"]) == 4
         text = httpx.get(svc.url + "/metrics").text
-        assert metric(text, "nepse_overload_refusals_total") == 1
+        assert metric(text, "nepse_overload_refusals_total", 'reason="queue"') == 1
         again = httpx.post(svc.url + "/v1/predict/features", json={"rows": rows[:1].tolist()})
         assert again.status_code == 200
 

@@ -28,6 +28,7 @@ __all__ = [
     "add_command",
     "add_input_format_options",
     "column_mapping",
+    "cpu_list",
     "dispatch",
     "int_list",
     "load_input",
@@ -156,6 +157,17 @@ def int_list(text: str) -> list[int]:
     values = [positive_int(part.strip()) for part in text.split(",") if part.strip()]
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return values
+
+
+def cpu_list(text: str) -> list[int]:
+    """argparse type: comma-separated CPU numbers >= 0 (``"0"``, ``"0,1"``), at least one."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers such as 0 or 0,1, got {text!r}")
     return values
 
 

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nepse_perf.cli.args import (
     UsageError,
     add_command,
+    cpu_list,
     positive_float,
     positive_int,
     report_error,
     usage_errors,
 )
 
-__all__ = ["add_parsers"]
+if TYPE_CHECKING:
+    from nepse_perf.serving.app import ServeConfig
+
+__all__ = ["DROPPED_EXIT", "add_parsers"]
+
+#: ``nepse-perf serve``'s exit status when the drain ran out of time and requests got 503.
+DROPPED_EXIT = 3
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +42,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Serve the model in --model with FastAPI under uvicorn: /healthz, /readyz, "
         "/v1/model, /v1/predict, /v1/predict/features, /metrics. Each of --workers processes "
         "loads the model once and batches concurrent requests into one ONNX Runtime call. "
-        "SIGTERM stops accepting, finishes in-flight requests and exits 0.",
+        "Overload is shed early with 503 and Retry-After (--max-inflight admitted requests, "
+        "--max-queue queued rows, --deadline-ms per request). SIGTERM stops accepting and "
+        "finishes in-flight requests within --graceful-timeout: exit 0 when all finished, 3 "
+        "when some had to be answered 503 unfinished.",
     )
     s.add_argument("--model", type=Path, required=True, metavar="DIR", help="model directory")
     s.add_argument("--prices", type=Path, metavar="PATH", help="price file/dir (the market)")
@@ -45,13 +58,49 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--max-wait-ms", type=float, default=2.0, metavar="W", help="batch wait (default 2)"
     )
     s.add_argument(
-        "--max-queue", type=positive_int, default=4096, metavar="Q", help="rows before 503"
+        "--max-queue", type=positive_int, default=2048, metavar="Q", help="rows before 503"
     )
     s.add_argument("--max-rows", type=positive_int, default=1024, help="rows per request")
     s.add_argument("--max-symbols", type=positive_int, default=256, help="symbols per request")
     s.add_argument(
         "--max-body-bytes", type=positive_int, default=1_048_576, help="request body limit"
     )
+    s.add_argument(
+        "--max-inflight",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="requests admitted at once per worker; 503 beyond, before parsing (default 32)",
+    )
+    s.add_argument(
+        "--deadline-ms",
+        type=positive_float,
+        default=1000.0,
+        metavar="MS",
+        help="an admitted request's work is dropped (503) after this long (default 1000)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds for a request's headers, and for its body (408; default 10)",
+    )
+    s.add_argument(
+        "--keep-alive-timeout",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="idle seconds before a keep-alive connection is closed (default 5)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="open connections per worker; beyond, 503 and close (default 1024)",
+    )
+    _add_cpus(s, "the server and its workers")
     s.add_argument(
         "--graceful-timeout",
         type=positive_float,
@@ -81,6 +130,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     lt.add_argument("--connections", type=positive_int, default=64, metavar="C")
     lt.add_argument("--timeout", type=positive_float, default=10.0, metavar="S")
     lt.add_argument("--out", type=Path, metavar="FILE.json", help="write the result as JSON")
+    _add_cpus(lt, "the load generator")
+
+
+def _add_cpus(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--cpus`` option: pin ``what`` to a list of CPUs (Linux)."""
+    parser.add_argument(
+        "--cpus",
+        type=cpu_list,
+        metavar="LIST",
+        help=f"pin {what} to these CPUs, e.g. 0 or 0,1 (Linux; default: no pinning)",
+    )
+
+
+def _pin(cpus: list[int] | None) -> None:
+    """Pin this process (and the children it starts) to ``cpus``; UsageError if impossible."""
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise UsageError("--cpus needs Linux (os.sched_setaffinity)")
+    try:
+        os.sched_setaffinity(0, set(cpus))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--cpus {','.join(map(str, cpus))}: {exc}") from None
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -100,6 +172,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_symbols=args.max_symbols,
             max_body_bytes=args.max_body_bytes,
             threads=args.threads,
+            max_inflight=args.max_inflight,
+            deadline_ms=args.deadline_ms,
+            read_timeout_s=args.read_timeout,
+            keep_alive_s=args.keep_alive_timeout,
+            max_connections=args.max_connections,
         )
         load(config.model_dir, threads=1)  # fail here, once, not in every worker
     if args.prices is not None and not args.prices.exists():
@@ -110,8 +187,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         loopback = args.host == "localhost"
     if not loopback:
         print(f"nepse-perf serve: note: listening on {args.host}, not loopback", file=sys.stderr)
-    os.environ.update(config.to_env())  # worker processes inherit it; the factory reads it
+    _pin(args.cpus)
+    with tempfile.TemporaryDirectory(prefix="nepse-serve-drops-") as drop_log:
+        config = dataclasses.replace(config, drop_log=drop_log)
+        os.environ.update(config.to_env())  # worker processes inherit it; the factory reads it
+        _run_uvicorn(args, config)
+        dropped = sum(int(p.read_text() or 0) for p in Path(drop_log).glob("drops-*"))
+    if dropped:
+        print(
+            f"nepse-perf serve: {dropped} request(s) could not finish within "
+            f"--graceful-timeout {args.graceful_timeout:g} s and were answered 503",
+            file=sys.stderr,
+        )
+        return DROPPED_EXIT
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, config: ServeConfig) -> None:
+    """uvicorn on the app factory, with the guarded protocol (header timeout, connection
+    cap); returns when it has drained after SIGTERM."""
     import uvicorn
+
+    from nepse_perf.serving.protocol import PROTOCOL
 
     # uvicorn drains on SIGTERM, then re-raises the signal it caught so the default action
     # would kill the process (status -15); a no-op handler lets a drained stop exit 0.
@@ -123,18 +220,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            http=PROTOCOL,
+            timeout_keep_alive=config.keep_alive_s,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=args.graceful_timeout,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     from nepse_perf.bench.loadtest import format_result, run_loadtest
 
+    _pin(args.cpus)
     with usage_errors():
         result = run_loadtest(
             args.url,

@@ -21,22 +21,27 @@ Endpoints (errors are JSON ``{"detail": ...}``, never a 500 for bad input):
 ``GET /docs``                  Swagger UI, its files served by the app (no CDN)
 =============================  ==========================================================
 
-Bad input answers 400 (malformed JSON, wrong shape or type, NaN/inf, anything the JSON
-parser refuses), 413 (too many symbols/rows, body over ``max_body_bytes``) or 415 (a body not
-declared ``application/json``). ``/v1/predict`` answers per symbol: 200 when every symbol was
+Bad input answers 400 (malformed JSON, wrong shape or type, NaN/inf, unknown fields,
+anything the JSON parser refuses), 408 (a body not received within ``read_timeout_s``), 413
+(too many symbols/rows, body over ``max_body_bytes``) or 415 (a body not declared
+``application/json``). ``/v1/predict`` answers per symbol: 200 when every symbol was
 predicted, 207 with an ``errors`` entry (404 unknown, 422 too little history) for each that
-was not, 404 or 422 when none was. A full queue answers 503 with ``Retry-After``. Every
-answer is ASCII JSON, so a message quoting client text can always be sent. ``create_app(config)`` builds
-an app; ``app_from_env()`` is the factory ``uvicorn --factory`` calls in every worker process
-(``nepse-perf serve`` sets the ``NEPSE_PERF_SERVE_*`` variables it reads).
+was not, 404 or 422 when none was. Overload answers 503 with ``Retry-After`` before the body
+is parsed (``max_inflight`` admitted requests, ``max_queue`` queued rows), and so does work
+whose ``deadline_ms`` passed in the queue (``nepse_perf.serving.gate``); the bodies are decoded
+by ``nepse_perf.serving.request_bodies``, which never stalls the event loop on a hostile one.
+Every answer is ASCII JSON, so a message quoting client text can always be sent.
+``create_app(config)`` builds an app; ``app_from_env()`` is the factory ``uvicorn --factory``
+calls in every worker process (``nepse-perf serve`` sets the ``NEPSE_PERF_SERVE_*`` variables
+it reads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
-import math
 import os
 import threading
 import time
@@ -49,8 +54,17 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from nepse_perf._infra.checks import positive_int, shown
-from nepse_perf.serving.batcher import MicroBatcher, Overloaded
+from nepse_perf._infra.checks import positive_float, positive_int, shown
+from nepse_perf.serving.batcher import DeadlinePassed, MicroBatcher, Overloaded
+from nepse_perf.serving.gate import (
+    BODY_KEY,
+    DEADLINE_KEY,
+    RETRY_AFTER_S,
+    Gate,
+    ServiceMetrics,
+    json_answer,
+)
+from nepse_perf.serving.request_bodies import BadRequest, BodyDecoder
 from nepse_perf.serving.schema import (
     FEATURES_RESPONSES,
     MODEL_RESPONSES,
@@ -63,7 +77,6 @@ from nepse_perf.serving.schema import (
 __all__ = ["ENV_PREFIX", "ServeConfig", "app_from_env", "create_app", "onnx_predictor"]
 
 ENV_PREFIX = "NEPSE_PERF_SERVE_"
-RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -75,23 +88,39 @@ class ServeConfig:
     call; ``max_wait_ms`` how long the oldest queued request waits for company;
     ``max_queue`` rows allowed to wait before 503; ``max_rows`` rows per request and
     ``max_symbols`` symbols per request (413 beyond); ``max_body_bytes`` request body limit
-    (413 beyond); ``threads`` ONNX Runtime intra-op threads.
+    (413 beyond); ``threads`` ONNX Runtime intra-op threads. Overload: ``max_inflight``
+    requests admitted at once (503 beyond, before parsing); ``deadline_ms`` how long an
+    admitted request's work may wait before it is dropped (503). Connections:
+    ``read_timeout_s`` for a request's headers and, separately, its body (408);
+    ``keep_alive_s`` idle time after a response; ``max_connections`` per worker (503 and
+    close beyond). ``drop_log`` a directory where each worker records the requests the
+    shutdown cut short (``nepse-perf serve`` reads it for its exit status).
     """
 
     model_dir: str
     prices: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 2.0
-    max_queue: int = 4096
+    max_queue: int = 2048
     max_rows: int = 1024
     max_symbols: int = 256
     max_body_bytes: int = 1_048_576
     threads: int = 1
+    max_inflight: int = 32
+    deadline_ms: float = 1000.0
+    read_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1024
+    drop_log: str | None = None
+
+    _INTS = ("max_batch", "max_queue", "max_rows", "max_symbols", "max_body_bytes", "threads")
+    _FLOATS = ("max_wait_ms", "deadline_ms", "read_timeout_s", "keep_alive_s")
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_rows", "max_symbols", "max_body_bytes"):
+        for name in (*self._INTS, "max_inflight", "max_connections"):
             positive_int(getattr(self, name), name)
-        positive_int(self.threads, "threads")
+        for name in ("deadline_ms", "read_timeout_s", "keep_alive_s"):
+            positive_float(getattr(self, name), name)
         if not (isinstance(self.max_wait_ms, int | float) and 0 <= self.max_wait_ms <= 10_000):
             raise ValueError(f"max_wait_ms must be within 0-10000 ms, got {self.max_wait_ms!r}")
 
@@ -110,9 +139,9 @@ class ServeConfig:
                 continue
             text = env[key]
             try:
-                if f.name in ("model_dir", "prices"):
+                if f.name in ("model_dir", "prices", "drop_log"):
                     kwargs[f.name] = text
-                elif f.name == "max_wait_ms":
+                elif f.name in cls._FLOATS:
                     kwargs[f.name] = float(text)
                 else:
                     kwargs[f.name] = int(text)
@@ -121,16 +150,6 @@ class ServeConfig:
         if "model_dir" not in kwargs:
             raise ValueError(f"{ENV_PREFIX}MODEL_DIR is not set (the model directory)")
         return cls(**kwargs)
-
-
-class BadRequest(Exception):
-    """A client error: answered with ``status`` and ``{"detail": message}``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 def _prices_fingerprint(path: Path) -> tuple:
@@ -239,175 +258,6 @@ class SymbolFeatures:
         return out
 
 
-def _payload_list(payload: Any, key: str, example: str, items: str, limit: int) -> list:
-    """``payload[key]``: a non-empty list of at most ``limit`` entries, else BadRequest 400/413.
-
-    ``example`` shows the expected value in the message for a body without ``key`` and
-    ``items`` names what the list holds; the entries themselves are the caller's to check.
-    """
-    if not isinstance(payload, dict) or key not in payload:
-        raise BadRequest(400, f'body must be a JSON object {{"{key}": {example}}}')
-    values = payload[key]
-    if not isinstance(values, list) or not values:
-        raise BadRequest(400, f"{key} must be a non-empty list of {items}")
-    if len(values) > limit:
-        raise BadRequest(413, f"too many {key}: {len(values)} (limit {limit} per request)")
-    return values
-
-
-def _parse_rows(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
-    rows = _payload_list(payload, "rows", "[[...], ...]", "rows", max_rows)
-    for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise BadRequest(400, f"rows[{i}] must be a list of {n_features} numbers")
-        if len(row) != n_features:
-            raise BadRequest(
-                400, f"rows[{i}] has {len(row)} values; the model takes {n_features} features"
-            )
-        for j, v in enumerate(row):
-            kind = type(v)
-            if kind is not float and kind is not int:
-                raise BadRequest(400, f"rows[{i}][{j}] is {shown(v)}, expected a number")
-            if kind is float and not math.isfinite(v):
-                raise BadRequest(400, f"rows[{i}][{j}] is {shown(v)}; features must be finite")
-    try:
-        arr = np.array(rows, dtype=np.float64)
-    except OverflowError:
-        raise BadRequest(400, "a value does not fit a float64") from None
-    if not np.isfinite(arr).all():  # huge ints overflow to inf
-        raise BadRequest(400, "a value does not fit a float64 (features must be finite)")
-    return arr
-
-
-def _parse_symbols(payload: Any, max_symbols: int) -> list[str]:
-    symbols = _payload_list(payload, "symbols", '["NABIL", ...]', "strings", max_symbols)
-    for i, s in enumerate(symbols):
-        if not isinstance(s, str) or not s.strip():
-            raise BadRequest(400, f"symbols[{i}] is {shown(s)}, expected a symbol such as 'NABIL'")
-    return [s.strip().upper() for s in symbols]
-
-
-class _Metrics:
-    """This worker's Prometheus registry (one per app, so tests can build several apps)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "nepse_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "nepse_request_latency_seconds",
-            "Time from request start to response end in this process",
-            ["endpoint"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry,
-        )
-        self.batch_rows = Histogram(
-            "nepse_batch_rows",
-            "Rows per ONNX Runtime call",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=self.registry,
-        )
-        self.batch_seconds = Histogram(
-            "nepse_batch_seconds",
-            "Seconds per ONNX Runtime call",
-            buckets=(0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05),
-            registry=self.registry,
-        )
-        self.queue_rows = Gauge(
-            "nepse_queue_rows", "Rows waiting for a batch", registry=self.registry
-        )
-        self.refused = Counter(
-            "nepse_overload_refusals", "Requests refused with 503", registry=self.registry
-        )
-        self.feature_computations = Gauge(
-            "nepse_feature_computations",
-            "Symbols whose features were computed (cache misses)",
-            registry=self.registry,
-        )
-
-    def on_batch(self, rows: int, seconds: float) -> None:
-        self.batch_rows.observe(rows)
-        self.batch_seconds.observe(seconds)
-
-
-_ENDPOINTS = {
-    "/healthz",
-    "/readyz",
-    "/v1/model",
-    "/v1/predict",
-    "/v1/predict/features",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-}
-
-
-class _MetricsAndLimits:
-    """Pure ASGI middleware: counts and times requests, refuses a ``Content-Length`` over the
-    body limit (413) before reading the body. A chunked body (no length) is counted as it
-    arrives by the endpoints (``read_json``), so neither form buffers more than the limit.
-    """
-
-    def __init__(self, app: Any, metrics: _Metrics, max_body_bytes: int) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.max_body = max_body_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        path = scope["path"]
-        endpoint = path if path in _ENDPOINTS else "other"
-        status_box = [500]
-
-        async def send_wrapped(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
-            await send(message)
-
-        too_big = False
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                try:
-                    too_big = int(value) > self.max_body
-                except ValueError:
-                    too_big = False
-                break
-        try:
-            if too_big:
-                await self._refuse(send_wrapped)
-            else:
-                await self.app(scope, receive, send_wrapped)
-        finally:  # a request that raised (a 500) is counted and timed too
-            self.metrics.requests.labels(endpoint, str(status_box[0])).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
-
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"detail": f"request body over the limit of {self.max_body:,} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
 def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     """One ONNX Runtime call per block of rows: the graph's ``raw_score``, then the link.
 
@@ -424,55 +274,14 @@ def onnx_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return onnx_block_predictor(model)
 
 
-def _json(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
-    """``content`` as an ASCII JSON answer with ``status``: any text in it (client text
-    quoted in a message, a lone surrogate included) can always be encoded and sent."""
-    body = json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """The JSON error answer: ``{"detail": message}`` with ``status`` (and ``headers``)."""
-    return _json(status, {"detail": message}, headers)
+    return json_answer(status, {"detail": message}, headers)
 
 
 async def _bad_request(request: Request, exc: BadRequest) -> Response:
     """The app's handler of :class:`BadRequest`: its status, message and headers."""
     return _error(exc.status, exc.message, exc.headers)
-
-
-async def _read_json(request: Request, max_body_bytes: int) -> Any:
-    """The request body as JSON, counted as it arrives (413 beyond ``max_body_bytes``).
-
-    BadRequest 415 unless the ``Content-Type`` is ``application/json`` (checked before any
-    of the body is read: a web page cannot send that type cross-origin without a CORS
-    preflight, which this service never grants); 400 for an empty body or anything the JSON
-    parser refuses (malformed, not UTF-8, nested too deeply, an integer over the digit limit).
-    """
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise BadRequest(
-            415, f"Content-Type must be application/json, got {shown(media_type or None, 40)}"
-        )
-    parts, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body_bytes:
-            raise BadRequest(413, f"request body over the limit of {max_body_bytes:,} bytes")
-        parts.append(chunk)
-    body = b"".join(parts)
-    if not body:
-        raise BadRequest(400, "empty body: expected JSON")
-    try:
-        return json.loads(body.decode("utf-8"))  # JSON between systems is UTF-8 (RFC 8259)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(400, f"malformed JSON: {exc.msg} at position {exc.pos}") from None
-    except UnicodeDecodeError as exc:
-        raise BadRequest(400, f"malformed JSON: not UTF-8 text (byte {exc.start})") from None
-    except ValueError as exc:  # e.g. an integer literal over Python's digit limit
-        raise BadRequest(400, f"malformed JSON: {shown(str(exc), 120)}") from None
-    except RecursionError:
-        raise BadRequest(400, "malformed JSON: nested too deeply") from None
 
 
 def _first_feature_row(symbols: SymbolFeatures, n_features: int) -> np.ndarray:
@@ -492,9 +301,11 @@ class _Service:
     ``ready`` turns True after the warm-up prediction and False again on shutdown.
     """
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, n_features: int) -> None:
         self.config = config
-        self.metrics = _Metrics()
+        self.metrics = ServiceMetrics()
+        self.bodies = BodyDecoder(n_features, config.max_rows, config.max_symbols)
+        self.dropped = 0
         self.ready = False
         self.model: Any = None
         self.batcher: MicroBatcher | None = None
@@ -532,20 +343,44 @@ class _Service:
         # warm-up: the prices load, one symbol's features, one model call
         vec = await asyncio.to_thread(_first_feature_row, symbols, len(model.features))
         await batcher.submit(vec[None, :])
+        # what start-up built (modules, prices, the model) stays alive for the process: moved
+        # out of the collector's generations, it is not traversed again by every collection
+        gc.collect()
+        gc.freeze()
         self.ready = True
 
-    async def infer(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of ``rows`` through the batcher; BadRequest 503 when not loaded or
-        the queue is full (with ``Retry-After``)."""
+    def queue_full(self) -> str | None:
+        """Why the batcher takes no work now (None when it does): the gate's check."""
         if self.batcher is None:
-            raise BadRequest(503, "the model is not loaded yet", {"Retry-After": "1"})
-        try:
-            return await self.batcher.submit(rows)
-        except Overloaded as exc:
-            self.metrics.refused.inc()
+            return "the model is not loaded yet"
+        return self.batcher.full()
+
+    def record_drop(self) -> None:
+        """Count a request the shutdown cut short, and log it in ``drop_log`` if set."""
+        self.dropped += 1
+        if self.config.drop_log:
+            path = Path(self.config.drop_log) / f"drops-{os.getpid()}"
+            with contextlib.suppress(OSError):
+                path.write_text(f"{self.dropped}\n")
+
+    async def infer(self, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        """Probabilities of ``rows`` through the batcher; BadRequest 503 (with
+        ``Retry-After``) when not loaded, when the queue is full, or when ``deadline``
+        (``time.monotonic()`` seconds) passes first."""
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        if self.batcher is None:
+            raise BadRequest(503, "the model is not loaded yet", retry)
+        if deadline is not None and time.monotonic() >= deadline:
+            self.metrics.refused.labels("deadline").inc()
             raise BadRequest(
-                503, f"overloaded: {exc}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
-            ) from None
+                503, "overloaded: deadline passed before inference; retry later", retry
+            )
+        try:
+            return await self.batcher.submit(rows, deadline)
+        except Overloaded as exc:
+            reason = "deadline" if isinstance(exc, DeadlinePassed) else "queue"
+            self.metrics.refused.labels(reason).inc()
+            raise BadRequest(503, f"overloaded: {exc}; retry later", retry) from None
 
     def count_feature_computations(self) -> None:
         """Copy the feature cache's miss count into the ``nepse_feature_computations`` gauge."""
@@ -597,9 +432,8 @@ async def model_info(request: Request) -> dict:
 async def predict_features(request: Request) -> Response:
     """``{"rows": [[...], ...]}`` -> ``{"prob_up": [...]}``: the pure-inference path."""
     service = _service(request)
-    payload = await _read_json(request, service.config.max_body_bytes)
-    rows = _parse_rows(payload, len(service.model.features), service.config.max_rows)
-    probs = await service.infer(rows)
+    rows = service.bodies.rows(request.scope[BODY_KEY])
+    probs = await service.infer(rows, request.scope[DEADLINE_KEY])
     body = json.dumps({"prob_up": probs.tolist()}).encode()  # skips FastAPI's encoder
     return Response(body, media_type="application/json")
 
@@ -614,8 +448,7 @@ async def predict_symbols(request: Request) -> Response:
     422, with ``detail`` and the same ``errors``.
     """
     service = _service(request)
-    payload = await _read_json(request, service.config.max_body_bytes)
-    symbols = _parse_symbols(payload, service.config.max_symbols)
+    symbols = service.bodies.symbols(request.scope[BODY_KEY])
     found = await asyncio.to_thread(service.symbols.latest, symbols)
     service.count_feature_computations()
     refused = [f for f in found if isinstance(f, SymbolRefused)]
@@ -624,14 +457,14 @@ async def predict_symbols(request: Request) -> Response:
     if not ok:
         status = 404 if all(r.status == 404 for r in refused) else 422
         detail = "no symbol could be predicted: " + "; ".join(r.detail for r in refused[:5])
-        return _json(status, {"detail": detail, "errors": errors})
-    probs = await service.infer(np.stack([vec for _, (_, vec) in ok]))
+        return json_answer(status, {"detail": detail, "errors": errors})
+    probs = await service.infer(np.stack([vec for _, (_, vec) in ok]), request.scope[DEADLINE_KEY])
     version = service.model.version
     predictions = [
         {"symbol": s, "date": d, "prob_up": float(p), "model_version": version}
         for (s, (d, _)), p in zip(ok, probs, strict=True)
     ]
-    return _json(207 if errors else 200, {"predictions": predictions, "errors": errors})
+    return json_answer(207 if errors else 200, {"predictions": predictions, "errors": errors})
 
 
 @router.get(
@@ -653,13 +486,14 @@ def create_app(config: ServeConfig) -> Any:
     The model, the prices and the batcher load in the app's lifespan (once per worker
     process); ``/readyz`` turns 200 after one warm-up prediction. On shutdown (uvicorn
     stops accepting and waits for in-flight requests first) the batcher finishes its queue.
-    The app is wrapped in the middleware that counts, times and size-limits requests.
+    The app is wrapped in the :class:`~nepse_perf.serving.gate.Gate`, which counts, times,
+    size-limits and admits requests.
     """
     from fastapi_offline import FastAPIOffline
 
     from nepse_perf.model import FEATURES
 
-    service = _Service(config)
+    service = _Service(config, len(FEATURES))
     app = FastAPIOffline(  # /docs with Swagger UI's files served from the package: no CDN
         title="nepse-perf prediction service",
         version="1",
@@ -672,7 +506,16 @@ def create_app(config: ServeConfig) -> Any:
     app.add_exception_handler(BadRequest, _bad_request)
     app.include_router(router)
     install_openapi(app, len(FEATURES), config.max_rows, config.max_symbols)
-    return _MetricsAndLimits(app, service.metrics, config.max_body_bytes)
+    return Gate(
+        app,
+        service.metrics,
+        max_body_bytes=config.max_body_bytes,
+        max_inflight=config.max_inflight,
+        deadline_ms=config.deadline_ms,
+        read_timeout_s=config.read_timeout_s,
+        queue_full=service.queue_full,
+        on_drop=service.record_drop,
+    )
 
 
 def app_from_env() -> Any:

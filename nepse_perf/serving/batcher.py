@@ -8,9 +8,14 @@ waiting request arrived, whichever comes first. The call runs in a worker thread
 event loop keeps accepting and parsing requests meanwhile; while one batch runs, the next
 one fills up (so even ``max_wait_ms=0`` batches under load).
 
-The queue is bounded in rows (``max_queue``): a request that would exceed it is refused at
-once with :class:`Overloaded` (the service answers 503 with ``Retry-After``), so memory
-never grows without bound under overload.
+The queue is bounded in rows (``max_queue``): once that many rows wait, a new request is
+refused at once with :class:`Overloaded` (the service answers 503 with ``Retry-After``), so
+memory never grows without bound under overload. The bound is checked before a request
+joins, not with its rows added, so the service can decide admission before it parses a
+body (one request may take the queue past the bound by its own rows). A request may carry a deadline: one still queued
+when its deadline passes is dropped with :class:`DeadlinePassed` instead of being predicted,
+and so is one whose caller stopped waiting (its future cancelled), so no model time goes to
+an answer nobody will read.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ import numpy as np
 
 from nepse_perf._infra.checks import positive_int
 
-__all__ = ["BatchStats", "MicroBatcher", "Overloaded"]
+__all__ = ["BatchStats", "DeadlinePassed", "MicroBatcher", "Overloaded"]
 
 
 class Overloaded(RuntimeError):
     """The batcher's queue is full (or it is stopping): retry later."""
+
+
+class DeadlinePassed(Overloaded):
+    """The request's deadline passed while it waited in the queue: it was not predicted."""
 
 
 @dataclass
@@ -38,16 +47,19 @@ class _Item:
     rows: np.ndarray
     future: asyncio.Future
     enqueued: float
+    deadline: float | None = None  # time.monotonic() seconds
 
 
 @dataclass
 class BatchStats:
-    """Counters of a batcher: batches run, rows predicted, requests refused."""
+    """Counters of a batcher: batches run, rows predicted, requests refused, requests
+    dropped unpredicted (deadline passed or caller gone)."""
 
     batches: int = 0
     rows: int = 0
     requests: int = 0
     refused: int = 0
+    dropped: int = 0
 
 
 class MicroBatcher:
@@ -69,7 +81,7 @@ class MicroBatcher:
         *,
         max_batch: int = 32,
         max_wait_ms: float = 2.0,
-        max_queue: int = 4096,
+        max_queue: int = 2048,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
     ) -> None:
@@ -118,37 +130,63 @@ class MicroBatcher:
                 self._executor.shutdown(wait=True)
                 self._executor = None
 
-    async def submit(self, rows: np.ndarray) -> np.ndarray:
+    def full(self) -> str | None:
+        """Why no request can be queued now (None when one of a row can)."""
+        if self._task is None or self._stopping:
+            return "the service is stopping"
+        if self._queued_rows >= self.max_queue:
+            return f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue})"
+        return None
+
+    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """Queue ``rows`` (2-D float array) and wait for their predictions (1-D, one per row).
 
-        Raises :class:`Overloaded` at once when the queue would exceed ``max_queue`` rows or
-        the batcher is stopping; re-raises the model's exception if the batch failed.
+        Raises :class:`Overloaded` at once when ``max_queue`` rows wait already or the
+        batcher is stopping, :class:`DeadlinePassed` when ``deadline`` (a
+        ``time.monotonic()`` time) passes before the rows' batch starts; re-raises the
+        model's exception if the batch failed.
         """
         if self._task is None or self._stopping:
             raise Overloaded("the service is stopping")
         n = len(rows)
-        if self._queued_rows + n > self.max_queue:
+        if self._queued_rows >= self.max_queue:
             self.stats.refused += 1
             raise Overloaded(
                 f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue})"
             )
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(rows, future, time.perf_counter()))
+        self._queue.append(_Item(rows, future, time.perf_counter(), deadline))
         self._queued_rows += n
         self.stats.requests += 1
         self._on_queue(self._queued_rows)
         self._wake.set()
         return await future
 
+    def _stale(self, item: _Item, now: float) -> bool:
+        """Whether ``item`` is dropped unpredicted: its caller left, or its deadline passed
+        (its future then gets :class:`DeadlinePassed`)."""
+        if item.future.done():
+            return True
+        if item.deadline is None or now < item.deadline:
+            return False
+        waited = (time.perf_counter() - item.enqueued) * 1000
+        item.future.set_exception(DeadlinePassed(f"deadline passed after {waited:.0f} ms queued"))
+        return True
+
     def _take(self) -> list[_Item]:
-        """Pop whole requests up to ``max_batch`` rows (at least one request)."""
-        batch = [self._queue.popleft()]
-        rows = len(batch[0].rows)
-        while self._queue and rows + len(self._queue[0].rows) <= self.max_batch:
+        """Pop whole requests up to ``max_batch`` rows (at least one request, unless every
+        queued one was stale); stale requests met on the way are dropped."""
+        now = time.monotonic()
+        batch: list[_Item] = []
+        rows = 0
+        while self._queue and (not batch or rows + len(self._queue[0].rows) <= self.max_batch):
             item = self._queue.popleft()
+            self._queued_rows -= len(item.rows)
+            if self._stale(item, now):
+                self.stats.dropped += 1
+                continue
             batch.append(item)
             rows += len(item.rows)
-        self._queued_rows -= rows
         self._on_queue(self._queued_rows)
         return batch
 
@@ -184,6 +222,8 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             batch = self._take()
+            if not batch:
+                continue
             stacked = batch[0].rows if len(batch) == 1 else np.concatenate([b.rows for b in batch])
             try:
                 out, seconds = await loop.run_in_executor(

@@ -141,6 +141,7 @@ def _request_bodies(n_features: int, max_rows: int, max_symbols: int) -> dict[st
         "/v1/predict": {
             "type": "object",
             "required": ["symbols"],
+            "additionalProperties": False,
             "properties": {
                 "symbols": {
                     "type": "array",
@@ -153,6 +154,7 @@ def _request_bodies(n_features: int, max_rows: int, max_symbols: int) -> dict[st
         "/v1/predict/features": {
             "type": "object",
             "required": ["rows"],
+            "additionalProperties": False,
             "properties": {
                 "rows": {"type": "array", "items": row, "minItems": 1, "maxItems": max_rows}
             },
