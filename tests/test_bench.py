@@ -32,6 +32,8 @@ from nepse_perf.bench.runner import (
     PYTHON_MAX_ROWS,
     RESULT_COLUMNS,
     REUSED_LABEL,
+    STREAM_LABEL,
+    STREAM_ONE_LABEL,
     compare_to_reference,
     reference_block,
 )
@@ -198,8 +200,10 @@ def test_run_benchmark_rows_and_checks(results):
         OVERHEAD_LABEL,
         END_TO_END_LABEL,
         END_TO_END_REUSED_LABEL,
+        STREAM_LABEL,
+        STREAM_ONE_LABEL,
     ]
-    checked = results[~results["kind"].isin(["overhead", "memory"])]
+    checked = results[~results["kind"].isin(["overhead", "memory", "stream"])]
     assert (checked["check"] == "ok").all(), checked[["label", "max_abs_diff", "check"]]
     assert checked["nan_match"].astype(bool).all()
     assert (checked["max_abs_diff"] < 1e-6).all()
@@ -218,8 +222,12 @@ def test_run_benchmark_rows_and_checks(results):
     assert jit["numba"] and jit["numba_parallel"] and jit[REUSED_LABEL] and not jit["pandas"]
     assert results.attrs["n_rows"] == 1500 and results.attrs["n_symbols"] == 5
     assert results.attrs["bound_s"] > 0
-    ratio = results["median_s"] / results.attrs["bound_s"]
-    np.testing.assert_allclose(results["x_bandwidth_bound"], ratio)
+    batch = results["kind"] != "stream"
+    ratio = results.loc[batch, "median_s"] / results.attrs["bound_s"]
+    np.testing.assert_allclose(results.loc[batch, "x_bandwidth_bound"], ratio)
+    stream = results.set_index("label").loc[[STREAM_LABEL, STREAM_ONE_LABEL]]
+    assert (stream["check"] == "n/a").all() and stream["x_bandwidth_bound"].isna().all()
+    np.testing.assert_allclose(stream["rows_per_s"], [5, 1] / stream["median_s"])
     assert any("garbage collector disabled" in n for n in results.attrs["notes"])
 
 

@@ -169,3 +169,60 @@ def test_csv_in_chunks_equals_the_whole_file(tmp_path: Path) -> None:
     chunk = next(iter(read_price_chunks(path, 10)))
     assert list(chunk.columns) == ["symbol", "date", "high", "low", "close"]
     assert isinstance(chunk["symbol"].dtype, pd.CategoricalDtype)
+
+
+def _bar_arrays(prices: pd.DataFrame, day: pd.Timestamp) -> tuple[np.ndarray, ...]:
+    """One session of every symbol, in the symbols' order: dates, close, high, low."""
+    rows = prices[prices["date"] == day].sort_values("symbol")
+    return (
+        rows["date"].to_numpy(),
+        rows["close"].to_numpy(),
+        rows["high"].to_numpy(),
+        rows["low"].to_numpy(),
+    )
+
+
+def test_update_arrays_bar_by_bar_equals_the_batch_kernel() -> None:
+    """A live feed: every symbol registered once, then one bar each per call, as arrays."""
+    prices = synthetic_prices(7, 90, seed=21)
+    whole = compute_indicators(prices, "numba_parallel")
+    stream = IndicatorStream()
+    symbols = sorted(prices["symbol"].unique())
+    codes = stream.register(symbols)
+    assert list(stream.register(symbols[::-1])) == list(codes[::-1])  # codes are fixed
+    out = np.empty((len(OUTPUT_COLUMNS), len(symbols)))
+    for day in sorted(prices["date"].unique()):
+        got = stream.update_arrays(codes, *_bar_arrays(prices, day), out=out)
+        assert got is out
+        want = whole.loc[prices.index[prices["date"] == day]]
+        want = want.assign(symbol=prices["symbol"]).sort_values("symbol")[list(OUTPUT_COLUMNS)]
+        np.testing.assert_array_equal(got.T, want.to_numpy())  # bit for bit
+    assert all(stream.bars_seen(s) == 90 for s in symbols)
+
+
+def test_update_arrays_refuses_bad_bars_and_keeps_its_state() -> None:
+    prices = synthetic_prices(3, 40, seed=5)
+    symbols = sorted(prices["symbol"].unique())
+    stream = IndicatorStream()
+    codes = stream.register(symbols)
+    days = sorted(prices["date"].unique())
+    for day in days[:30]:
+        stream.update_arrays(codes, *_bar_arrays(prices, day))
+    dates, close, high, low = _bar_arrays(prices, days[30])
+    with pytest.raises(ValueError, match="date order"):
+        stream.update_arrays(codes, *_bar_arrays(prices, days[29]))
+    nan_close = close.copy()
+    nan_close[2] = np.nan
+    with pytest.raises(ValueError, match="row 2"):
+        stream.update_arrays(codes, dates, nan_close, high, low)
+    with pytest.raises(ValueError, match="register"):
+        stream.update_arrays(codes + 10, dates, close, high, low)
+    with pytest.raises(ValueError, match="one length"):
+        stream.update_arrays(codes, dates[:2], close, high, low)
+    assert all(stream.bars_seen(s) == 30 for s in symbols)
+    for day in days[30:]:
+        last = stream.update_arrays(codes, *_bar_arrays(prices, day))
+    whole = compute_indicators(prices, "numba")
+    want = whole.loc[prices.index[prices["date"] == days[-1]]]
+    want = want.assign(symbol=prices["symbol"]).sort_values("symbol")[list(OUTPUT_COLUMNS)]
+    np.testing.assert_array_equal(last.T, want.to_numpy())

@@ -28,6 +28,7 @@ from nepse_perf.data.synthetic import SIZES
 from nepse_perf.indicators.backends.talib import indicators_for_symbol
 from nepse_perf.indicators.panel import Panel, panel_from_frame
 from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
+from nepse_perf.indicators.stream import IndicatorStream
 from nepse_perf.pipeline import (
     BACKENDS,
     compute_indicators,
@@ -49,6 +50,8 @@ __all__ = [
     "RESULT_COLUMNS",
     "REUSED_LABEL",
     "SIZES",
+    "STREAM_LABEL",
+    "STREAM_ONE_LABEL",
     "compare_to_reference",
     "reference_block",
     "run_benchmark",
@@ -86,6 +89,8 @@ END_TO_END_REUSED_LABEL = f"compute_indicators ({FUSED_BACKEND}, out=)"
 REUSED_LABEL = f"{FUSED_BACKEND} (reused out)"
 FRESH_LABEL = f"{FUSED_BACKEND} (np.empty out)"
 FRESH_BLOCK_LABEL = "np.empty 10 x n block + first touch"
+STREAM_LABEL = "stream: one bar per symbol"
+STREAM_ONE_LABEL = "stream: one bar of one symbol"
 
 #: Backends compared in the ``speedup_vs_talib`` column.
 TALIB = "talib"
@@ -221,9 +226,12 @@ class _Entry:
     first: float = math.nan
     times: list[float] = field(default_factory=list)
     result: tuple[float, bool, bool] | None = None
+    rows: int | None = None  # rows one call handles, when not the panel's (the stream rows)
 
     def row(self, n_rows: int, bound: float) -> dict:
         """The entry's result row (:data:`RESULT_COLUMNS`; the speed-ups are filled later)."""
+        if self.rows is not None:  # no bandwidth bound for a few rows of carried state
+            n_rows, bound = self.rows, math.nan
         median = float(np.median(self.times))
         diff, nan_match, ok = self.result if self.result is not None else (math.nan, None, None)
         return {
@@ -388,6 +396,66 @@ def _frame_entries(
     return entries
 
 
+def _next_bar(stream: IndicatorStream, frame: pd.DataFrame, symbols: list[str]) -> Callable:
+    """A call that feeds ``stream`` one new bar of each of ``symbols`` (a day after the
+    last), at each symbol's last close, and returns the (10, symbols) block."""
+    codes = stream.register(symbols)
+    last = frame.groupby("symbol", observed=True).tail(1).set_index("symbol")
+    close = last["close"].reindex(symbols).fillna(100.0).to_numpy(dtype=np.float64)
+    high, low = close * 1.01, close * 0.99
+    day = np.int64(86_400 * 10**9)
+    today = [frame["date"].max().value]
+    dates = np.empty(len(symbols), dtype=np.int64)
+    out = np.empty((len(OUTPUT_COLUMNS), len(symbols)))
+
+    def bar() -> np.ndarray:
+        today[0] += day
+        dates.fill(today[0])
+        return stream.update_arrays(codes, dates, close, high, low, out=out)
+
+    return bar
+
+
+def _stream_entries(frame: pd.DataFrame, params: IndicatorParams, notes: list[str]) -> list[_Entry]:
+    """The live-feed rows: ``IndicatorStream.update_arrays`` with one new bar for every
+    symbol of ``frame`` (primed on all of it), and for one symbol alone."""
+    kwargs = params.as_dict()
+    symbols = sorted(frame["symbol"].astype(str).unique())
+    if not symbols:
+        return []
+    try:
+        every = IndicatorStream(**kwargs)
+        every.update(frame)
+        first = frame[frame["symbol"].astype(str) == symbols[0]]
+        alone = IndicatorStream(**kwargs)
+        alone.update(first)
+    except ValueError as exc:
+        notes.append(f"stream rows skipped: the frame cannot be streamed ({exc})")
+        return []
+    notes.append(
+        f"{STREAM_LABEL}: per call; per symbol-bar it is the median / {len(symbols):,} "
+        "(rows_per_s counts symbol-bars). The state is primed on the whole frame first."
+    )
+    return [
+        _Entry(
+            label=STREAM_LABEL,
+            kind="stream",
+            description=f"IndicatorStream.update_arrays: one new bar for each of {len(symbols):,} symbols",
+            fn=_next_bar(every, frame, symbols),
+            jit=True,
+            rows=len(symbols),
+        ),
+        _Entry(
+            label=STREAM_ONE_LABEL,
+            kind="stream",
+            description="IndicatorStream.update_arrays: one new bar of one symbol (latency)",
+            fn=_next_bar(alone, first, symbols[:1]),
+            jit=True,
+            rows=1,
+        ),
+    ]
+
+
 def _warm_up(entries: Sequence[_Entry], repeat: int, notes: list[str], bar: tqdm) -> None:
     """One call each, checked against TA-Lib; its time is the "first call". A slow non-JIT
     entry gets ``SLOW_REPEAT`` repeats (a note says so)."""
@@ -442,6 +510,7 @@ def _timed_entries(
         entries = _backend_entries(names, panel, params, partial(compare_to_reference, ref=ref))
         if frame is not None:
             entries += _frame_entries(frame, panel, params, ref, names)
+            entries += _stream_entries(frame, params, notes)
         bar.reset(total=1 + len(entries) * (1 + repeat))
         bar.update(1)
         _warm_up(entries, repeat, notes, bar)
@@ -453,7 +522,7 @@ def _timed_entries(
 
 def _add_speedups(results: pd.DataFrame, names: Sequence[str], notes: list[str]) -> None:
     """Fill ``speedup_vs_pandas`` and ``speedup_vs_talib`` of the timed rows, in place."""
-    timed = ~results["kind"].isin(["overhead", "gpu phase", "memory"])
+    timed = ~results["kind"].isin(["overhead", "gpu phase", "memory", "stream"])
     for baseline, column in ((BASELINE, "speedup_vs_pandas"), (TALIB, "speedup_vs_talib")):
         if baseline in names:
             base = float(results.loc[results["label"] == baseline, "median_s"].iloc[0])

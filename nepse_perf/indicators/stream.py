@@ -44,7 +44,7 @@ def _initial_state(p: IndicatorParams) -> np.ndarray:
 
 _NO_DATE = np.iinfo(np.int64).min
 
-_OK, _ERR_ORDER, _ERR_NAN = 0, 1, 2
+_OK, _ERR_ORDER, _ERR_NAN, _ERR_CODE = 0, 1, 2, 3
 
 
 def _store(row, offset, state):  # pragma: no cover - compiled
@@ -111,10 +111,53 @@ def _stream_rows_py(codes, dates, close, high, low, states, count, last_date, ri
     return _OK, -1
 
 
-_stream_rows = targets.njit(
-    {"_store": _store, "_stream_rows": _stream_rows_py},
-    {"_store": {"inline": "always"}, "_stream_rows": {"nogil": True}},
-)["_stream_rows"]
+def _check_rows_py(codes, dates, close, high, low, count, last_date):
+    """What :func:`_stream_rows_py` would answer, without touching any state: (status, row).
+
+    ``count`` and ``last_date`` are the caller's scratch copies (they advance as the rows
+    are read, so a symbol's second row in one chunk is checked against its first).
+    """
+    for r in range(codes.shape[0]):
+        s = codes[r]
+        if dates[r] <= last_date[s]:
+            return _ERR_ORDER, r
+        last_date[s] = dates[r]
+        if not (np.isfinite(close[r]) and np.isfinite(high[r]) and np.isfinite(low[r])):
+            if count[s] == 0:
+                continue
+            return _ERR_NAN, r
+        count[s] += 1
+    return _OK, -1
+
+
+def _feed_rows_py(codes, dates, close, high, low, states, count, last_date, ring, out):
+    """One compiled call for a live feed: codes in range, then every row checked on scratch
+    copies of the counts and dates, then the state advanced; (status, row) as above, with
+    status 3 for a code that is not a registered symbol."""
+    for r in range(codes.shape[0]):
+        if codes[r] < 0 or codes[r] >= count.shape[0]:
+            return _ERR_CODE, r
+    status, row = _check_rows(codes, dates, close, high, low, count.copy(), last_date.copy())
+    if status != _OK:
+        return status, row
+    return _stream_rows(codes, dates, close, high, low, states, count, last_date, ring, out)
+
+
+_compiled = targets.njit(
+    {
+        "_store": _store,
+        "_stream_rows": _stream_rows_py,
+        "_check_rows": _check_rows_py,
+        "_feed_rows": _feed_rows_py,
+    },
+    {
+        "_store": {"inline": "always"},
+        "_stream_rows": {"nogil": True},
+        "_feed_rows": {"nogil": True},
+    },
+)
+_stream_rows, _check_rows = _compiled["_stream_rows"], _compiled["_check_rows"]
+_feed_rows = _compiled["_feed_rows"]
 
 
 class IndicatorStream:
@@ -157,41 +200,98 @@ class IndicatorStream:
     def _arrays(self) -> tuple[np.ndarray, ...]:
         return (self._state, self._count, self._last, self._ring)
 
-    def _prepare(
-        self, symbol: pd.Series
-    ) -> tuple[np.ndarray, dict[str, int], tuple[np.ndarray, ...]]:
-        """The chunk's symbol codes, plus the symbol index and state arrays it would leave.
+    def register(self, symbols: Iterable[str]) -> np.ndarray:
+        """The codes (int64) of ``symbols`` for :meth:`update_arrays`, adding unseen ones.
 
-        Nothing of ``self`` changes here: unseen symbols go into a copy of the index and the
-        state arrays returned are fresh copies (grown for the new symbols), which the kernel
-        then advances. :meth:`update` installs them only if the whole chunk succeeds, so a
-        rejected chunk leaves neither new symbols nor changed state behind.
+        A code is the symbol's row in the carried state, fixed for the stream's life: a
+        live feed registers its symbols once and then sends only codes and prices.
         """
-        codes, uniques = pd.factorize(symbol)
-        if (codes < 0).any():
-            raise ValueError("chunk has a missing symbol")
+        codes, index = self._codes(list(symbols))
+        self._grow(index)
+        return codes
+
+    def _codes(self, names: list) -> tuple[np.ndarray, dict[str, int]]:
+        """Codes of ``names`` and the index they need (a copy of ``self``'s, grown)."""
         index = dict(self._index)
-        mapping = np.empty(len(uniques), dtype=np.int64)
-        for i, name in enumerate(uniques):
-            name = str(name)
-            if name not in index:
-                index[name] = len(index)
-            mapping[i] = index[name]
+        codes = np.empty(len(names), dtype=np.int64)
+        for i, name in enumerate(names):
+            codes[i] = index.setdefault(str(name), len(index))
+        return codes, index
+
+    def _grow(self, index: dict[str, int]) -> None:
+        """Install ``index``, with fresh state rows for the symbols it adds."""
         grow = len(index) - self._count.shape[0]
-        arrays = (
-            np.vstack([self._state, np.tile(self._initial, (grow, 1))]),
-            np.concatenate([self._count, np.zeros(grow, dtype=np.int64)]),
-            np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)]),
-            np.vstack([self._ring, np.zeros((grow, self._width))]),
+        if grow:
+            self._state = np.vstack([self._state, np.tile(self._initial, (grow, 1))])
+            self._count = np.concatenate([self._count, np.zeros(grow, dtype=np.int64)])
+            self._last = np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)])
+            self._ring = np.vstack([self._ring, np.zeros((grow, self._width))])
+        self._index = index
+
+    def _check(self, codes: np.ndarray, dates: np.ndarray, prices: list, n_symbols: int):
+        """(status, row) of a chunk, checked against scratch copies of the bar counts and last
+        dates (extended to ``n_symbols``): the carried state is not touched."""
+        grow = n_symbols - self._count.shape[0]
+        count = np.concatenate([self._count, np.zeros(grow, dtype=np.int64)])
+        last = np.concatenate([self._last, np.full(grow, _NO_DATE, dtype=np.int64)])
+        return _check_rows(codes, dates, *prices, count, last)
+
+    def _refuse(self, status: int, where: str) -> ValueError:
+        what = (
+            "is not after the previous date of that symbol (rows must arrive in date order)"
+            if status == _ERR_ORDER
+            else "has a NaN close/high/low after the symbol's first complete row"
         )
-        return mapping[codes], index, arrays
+        return ValueError(f"{where} {what}")
+
+    def update_arrays(
+        self,
+        codes: np.ndarray,
+        dates: np.ndarray,
+        close: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Advance the symbols of ``codes`` (from :meth:`register`) by one bar per row.
+
+        ``dates`` datetime64 (or int64 nanoseconds), the prices float64 arrays of the same
+        length. Returns the (10, rows) block of the new values (``out``, a C-contiguous
+        float64 block of that shape, is filled when given), row r of the block in
+        :data:`OUTPUT_COLUMNS` order. The same kernel as :meth:`update`, without a frame on
+        either side: the path of a live feed. Atomic like :meth:`update` (the rows are
+        checked before any state moves); ``ValueError`` names the offending row.
+        """
+        codes = np.ascontiguousarray(codes, dtype=np.int64)
+        n = codes.shape[0]
+        dates = np.asarray(dates)
+        if dates.dtype.kind == "M":
+            dates = dates.astype("datetime64[ns]", copy=False).view(np.int64)
+        dates = np.ascontiguousarray(dates, dtype=np.int64)
+        prices = [np.ascontiguousarray(a, dtype=np.float64) for a in (close, high, low)]
+        if any(a.shape != (n,) for a in (dates, *prices)):
+            raise ValueError("codes, dates, close, high and low must be 1-D of one length")
+        if out is None:
+            out = np.empty((layout.N_OUT, n), dtype=np.float64)
+        elif (
+            out.shape != (layout.N_OUT, n) or out.dtype != np.float64 or not out.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"out must be a C-contiguous float64 block of shape {(layout.N_OUT, n)}"
+            )
+        status, row = _feed_rows(codes, dates, *prices, *self._arrays(), out)
+        if status == _ERR_CODE:
+            raise ValueError(f"row {row}: code {codes[row]} does not come from register()")
+        if status != _OK:
+            raise self._refuse(status, f"row {row} (code {codes[row]})")
+        return out
 
     def update(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """Process one chunk; returns its indicators (OUTPUT_COLUMNS, float64, chunk's index).
 
-        Atomic: the kernel advances copies of the carried state, installed only when every
-        row succeeded; a chunk that raises ``ValueError`` leaves the stream (symbols, bar
-        counts, state) exactly as it was before the call.
+        Atomic: every row is checked (dates in order, no NaN after a symbol's start) before
+        the kernel advances the carried state in place, so a chunk that raises
+        ``ValueError`` leaves the stream (symbols, bar counts, state) exactly as it was.
         """
         missing = [c for c in REQUIRED_COLUMNS if c not in chunk.columns]
         if missing:
@@ -205,19 +305,18 @@ class IndicatorStream:
             np.ascontiguousarray(chunk[c].to_numpy(dtype=np.float64, na_value=np.nan))
             for c in ("close", "high", "low")
         ]
-        codes, index, arrays = self._prepare(chunk["symbol"])
-        out = np.empty((len(OUTPUT_COLUMNS), len(chunk)), dtype=np.float64)
-        status, row = _stream_rows(codes, dates, *prices, *arrays, out)
+        local, uniques = pd.factorize(chunk["symbol"])
+        if (local < 0).any():
+            raise ValueError("chunk has a missing symbol")
+        mapping, index = self._codes(list(uniques))
+        codes = mapping[local]
+        status, row = self._check(codes, dates, prices, len(index))
         if status != _OK:
             sym, date = chunk["symbol"].iloc[row], chunk["date"].iloc[row]
-            what = (
-                "is not after the previous date of that symbol (rows must arrive in date order)"
-                if status == _ERR_ORDER
-                else "has a NaN close/high/low after the symbol's first complete row"
-            )
-            raise ValueError(f"row {chunk.index[row]!r} ({sym!r}, {date}) {what}")
-        self._index = index
-        self._state, self._count, self._last, self._ring = arrays
+            raise self._refuse(status, f"row {chunk.index[row]!r} ({sym!r}, {date})")
+        self._grow(index)
+        out = np.empty((len(OUTPUT_COLUMNS), len(chunk)), dtype=np.float64)
+        _stream_rows(codes, dates, *prices, *self._arrays(), out)
         return pd.DataFrame(out.T, index=chunk.index, columns=list(OUTPUT_COLUMNS), copy=False)
 
     def run(self, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
