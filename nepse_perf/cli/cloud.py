@@ -1,7 +1,7 @@
 """``nepse-perf batch``: the resumable nightly job (indicators, optionally predictions) per chunk.
 
 Exit status: 0 finished, 2 usage or input error (one line on stderr), 75 (``EX_TEMPFAIL``,
-"try again") stopped by SIGTERM (the spot notice) after finishing or abandoning the chunk in
+"try again") stopped by SIGTERM (a shutdown, a node drain: a spot VM's end) after finishing or abandoning the chunk in
 flight; rerun the same command to resume.
 """
 

@@ -15,7 +15,8 @@ chunk of ``chunk_symbols`` symbols (symbols in sorted order) into ``OUT``:
   and deletes stray temporary files; a rerun with another key (inputs, parameters or code
   changed) raises :class:`BatchError` naming the manifest unless ``force=True``, which
   deletes this job's own files (chunks, manifest, temporaries) and starts over;
-* a ``should_stop()`` callback (the CLI wires it to SIGTERM, the spot notice) is checked
+* a ``should_stop()`` callback (the CLI wires it to SIGTERM, which a spot VM's process gets
+  when the machine shuts down; the notice itself is a metadata event) is checked
   between chunks: the job stops cleanly with ``BatchResult.stopped`` set.
 
 So a SIGKILL at any instant loses at most the chunk in flight, and the output of a job killed

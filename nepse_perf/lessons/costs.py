@@ -388,7 +388,7 @@ def break_even(
     serverless: pd.Series,
     instance_usd_h: float,
     instance_capacity_per_s: float,
-    utilisation: float = 0.7,
+    utilisation: float | None = None,
     min_replicas: int = 1,
 ) -> pd.DataFrame:
     """Monthly cost (USD, 730 hours) of serving ``rates_per_s`` single-prediction requests.
@@ -400,7 +400,13 @@ def break_even(
       ``instance_capacity_per_s``;
     * ``fleet``: an HPA-managed fleet of such instances at ``utilisation`` of capacity,
       at least ``min_replicas`` (steady rate: ceil(rate / (capacity x utilisation)) replicas).
+      ``utilisation`` defaults to the HPA target of ``deploy/k8s/hpa.yaml``
+      (``nepse_perf.lessons.hpa.HPAConfig().target``; the tests keep the two equal).
     """
+    if utilisation is None:
+        from nepse_perf.lessons.hpa import HPAConfig
+
+        utilisation = HPAConfig().target
     rates = np.asarray(rates_per_s, dtype=np.float64)
     seconds = 730 * 3600
     step = serverless["billing_ms"] / 1000
