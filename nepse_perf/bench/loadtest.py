@@ -42,6 +42,7 @@ from nepse_perf._infra.checks import positive_int
 __all__ = [
     "MAX_DURATION_S",
     "MAX_REQUESTS",
+    "Connection",
     "LoadResult",
     "check_loopback_url",
     "features_body",
@@ -173,7 +174,9 @@ def format_result(r: LoadResult) -> str:
     )
 
 
-class _Conn:
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send a raw request, read its answer."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
@@ -220,10 +223,10 @@ class _Pool:
         self.port = port
         self.limit = limit
         self.open_count = 0
-        self.idle: list[_Conn] = []
-        self.waiters: asyncio.Queue[_Conn | None] = asyncio.Queue()
+        self.idle: list[Connection] = []
+        self.waiters: asyncio.Queue[Connection | None] = asyncio.Queue()
 
-    async def get(self) -> _Conn:
+    async def get(self) -> Connection:
         """A connection for one request (TCP_NODELAY set on new ones)."""
         while self.idle:
             conn = self.idle.pop()
@@ -241,13 +244,13 @@ class _Pool:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return _Conn(reader, writer)
+            return Connection(reader, writer)
         conn = await self.waiters.get()
         if conn is None:  # a connection closed: open a new one in its place
             return await self.get()
         return conn
 
-    def put(self, conn: _Conn | None) -> None:
+    def put(self, conn: Connection | None) -> None:
         """Hand ``conn`` back (``None`` after closing it)."""
         if conn is None:
             self.open_count -= 1
@@ -445,7 +448,7 @@ def _result(
     """The :class:`LoadResult` of a run's samples: achieved rate, percentiles (ms), errors."""
     errors = samples.errors
     ok = np.isfinite(samples.latency)
-    ok_count = int(ok.sum()) - sum(v for k, v in errors.items() if k.isdigit())
+    ok_count = int((samples.status == 200).sum())
     elapsed = max(samples.last_done - samples.start, 1e-9)
     lat = samples.latency[ok] * 1000.0
     svc = samples.service[ok] * 1000.0

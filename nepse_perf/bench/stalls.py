@@ -17,7 +17,7 @@ import time
 
 import pandas as pd
 
-from nepse_perf.bench.loadtest import check_loopback_url, run_coroutine
+from nepse_perf.bench.loadtest import Connection, check_loopback_url, run_coroutine
 
 __all__ = ["event_loop_stalls", "hostile_bodies"]
 
@@ -82,48 +82,34 @@ def hostile_bodies(n_features: int, limit: int, max_rows: int) -> dict[str, tupl
     }
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> bytes:
-    """One HTTP answer's status line (its body, of ``Content-Length`` bytes, is read off)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return head.split(b"\r\n", 1)[0]
-
-
 async def _probe(host: str, port: int, path: str, body: bytes) -> tuple[int, float, float]:
     """(status, answer ms, worst /healthz ms) of one body sent while /healthz is polled."""
-    reader, writer = await asyncio.open_connection(host, port)
+    prober = Connection(*await asyncio.open_connection(host, port))
     worst, stop = [0.0], asyncio.Event()
 
     async def poll() -> None:
         while not stop.is_set():
             t = time.perf_counter()
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n")
-            await _read_answer(reader)
+            await prober.request(b"GET /healthz HTTP/1.1\r\nHost: probe\r\n\r\n")
             worst[0] = max(worst[0], time.perf_counter() - t)
             await asyncio.sleep(0.0005)
 
     task = asyncio.create_task(poll())
     await asyncio.sleep(0.1)
-    r2, w2 = await asyncio.open_connection(host, port)
+    sender = Connection(*await asyncio.open_connection(host, port))
     head = (
         f"POST {path} HTTP/1.1\r\nHost: probe\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     t0 = time.perf_counter()
-    w2.write(head + body)
-    status_line = await _read_answer(r2)
+    status, _, _ = await sender.request(head + body)
     answer_s = time.perf_counter() - t0
     await asyncio.sleep(0.1)
     stop.set()
     await task
-    for w in (writer, w2):
-        w.close()
-    return int(status_line.split()[1]), answer_s * 1000, worst[0] * 1000
+    for conn in (prober, sender):
+        conn.close()
+    return status, answer_s * 1000, worst[0] * 1000
 
 
 def event_loop_stalls(url: str, bodies: dict[str, tuple[str, bytes]]) -> pd.DataFrame:

@@ -146,14 +146,12 @@ class MicroBatcher:
         ``time.monotonic()`` time) passes before the rows' batch starts; re-raises the
         model's exception if the batch failed.
         """
-        if self._task is None or self._stopping:
-            raise Overloaded("the service is stopping")
+        reason = self.full()
+        if reason is not None:
+            if self._task is not None and not self._stopping:
+                self.stats.refused += 1  # refused for a full queue, not for stopping
+            raise Overloaded(reason)
         n = len(rows)
-        if self._queued_rows >= self.max_queue:
-            self.stats.refused += 1
-            raise Overloaded(
-                f"queue full ({self._queued_rows} rows waiting, limit {self.max_queue})"
-            )
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(rows, future, time.perf_counter(), deadline))
         self._queued_rows += n

@@ -34,7 +34,15 @@ from starlette.responses import Response
 
 from nepse_perf._infra.checks import shown
 
-__all__ = ["BODY_KEY", "DEADLINE_KEY", "DISCARD_LIMIT", "Gate", "ServiceMetrics", "json_answer"]
+__all__ = [
+    "BODY_KEY",
+    "DEADLINE_KEY",
+    "DISCARD_LIMIT",
+    "Gate",
+    "ServiceMetrics",
+    "json_answer",
+    "raw_answer",
+]
 
 #: The scope keys under which the gate hands an admitted request's body and deadline
 #: (``time.monotonic()`` seconds) to the routes.
@@ -47,6 +55,18 @@ RETRY_AFTER_S = 1
 
 _GATED = {"/v1/predict", "/v1/predict/features"}
 _ENDPOINTS = {"/healthz", "/readyz", "/v1/model", "/metrics", "/openapi.json", "/docs", *_GATED}
+
+
+def raw_answer(status: bytes, detail: str, *, retry: bool = False, close: bool = True) -> bytes:
+    """A whole HTTP/1.1 answer, written to a transport without the app: JSON ``detail``,
+    ``Retry-After`` when ``retry``, ``Connection: close`` when ``close``."""
+    body = json.dumps({"detail": detail}).encode("ascii")
+    head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+    if retry:
+        head += b"retry-after: %d\r\n" % RETRY_AFTER_S
+    if close:
+        head += b"connection: close\r\n"
+    return head + b"content-length: %d\r\n\r\n" % len(body) + body
 
 
 def json_answer(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
@@ -183,9 +203,8 @@ class Gate:
         try:
             headers = dict(scope.get("headers", ()))
             body = await self._read_body(headers, receive)
-            reason = self._why_not_admitted()
+            reason = self._refusal()
             if reason is not None:
-                self.metrics.refused.labels(reason.split(":", 1)[0]).inc()
                 raise _Refused(503, f"overloaded ({reason}); retry later", retry=True)
         except _Refused as refusal:
             await self._answer(refusal, scope, receive, send)
@@ -207,17 +226,20 @@ class Gate:
         endpoint = path.decode("latin-1")
         if endpoint not in _GATED:
             return None
-        reason = self._why_not_admitted()
+        reason = self._refusal()
         if reason is None:
             return None
-        self.metrics.refused.labels(reason.split(":", 1)[0]).inc()
         self.metrics.requests.labels(endpoint, "503").inc()
         self.metrics.latency.labels(endpoint).observe(0.0)
-        body = json.dumps({"detail": f"overloaded ({reason}); retry later"}).encode("ascii")
-        return (
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            b"retry-after: %d\r\ncontent-length: %d\r\n\r\n%s" % (RETRY_AFTER_S, len(body), body)
-        )
+        detail = f"overloaded ({reason}); retry later"
+        return raw_answer(b"503 Service Unavailable", detail, retry=True, close=False)
+
+    def _refusal(self) -> str | None:
+        """Why a request is not admitted now (counted by reason), or None to admit it."""
+        reason = self._why_not_admitted()
+        if reason is not None:
+            self.metrics.refused.labels(reason.split(":", 1)[0]).inc()
+        return reason
 
     def _why_not_admitted(self) -> str | None:
         if self.inflight >= self.max_inflight:

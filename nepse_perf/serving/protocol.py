@@ -29,31 +29,18 @@ process through the environment (:func:`connection_limits`).
 from __future__ import annotations
 
 import asyncio
-import json
-import os
+import functools
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nepse_perf.serving.gate import Gate
+from nepse_perf.serving.gate import Gate, raw_answer
 
 __all__ = ["PROTOCOL", "GuardedHttpToolsProtocol", "connection_limits"]
 
 PROTOCOL = "nepse_perf.serving.protocol:GuardedHttpToolsProtocol"
-_ENV_TIMEOUT = "NEPSE_PERF_SERVE_READ_TIMEOUT_S"
-_ENV_CONNECTIONS = "NEPSE_PERF_SERVE_MAX_CONNECTIONS"
 
-
-def _raw_answer(status: bytes, detail: str, extra: bytes = b"") -> bytes:
-    """A whole HTTP/1.1 answer with a JSON ``detail`` that closes the connection."""
-    body = json.dumps({"detail": detail}).encode("ascii")
-    head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + extra
-    return head + b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
-
-
-_TIMED_OUT = _raw_answer(b"408 Request Timeout", "request headers not received in time")
-_TOO_MANY = _raw_answer(
-    b"503 Service Unavailable", "too many connections; retry later", b"retry-after: 1\r\n"
-)
+_TIMED_OUT = raw_answer(b"408 Request Timeout", "request headers not received in time")
+_TOO_MANY = raw_answer(b"503 Service Unavailable", "too many connections; retry later", retry=True)
 
 
 def _find_gate(app: object) -> Gate | None:
@@ -65,11 +52,15 @@ def _find_gate(app: object) -> Gate | None:
     return None
 
 
-def connection_limits(environ: dict[str, str] | None = None) -> tuple[float, int]:
-    """(header timeout in s, connection cap) from the ``NEPSE_PERF_SERVE_*`` environment
-    (defaults 10 s and 1024, those of :class:`nepse_perf.serving.app.ServeConfig`)."""
-    env = os.environ if environ is None else environ
-    return float(env.get(_ENV_TIMEOUT, "10")), int(env.get(_ENV_CONNECTIONS, "1024"))
+@functools.cache
+def connection_limits() -> tuple[float, int]:
+    """(header timeout in s, connection cap) of this worker's
+    :class:`~nepse_perf.serving.app.ServeConfig` (read once from the ``NEPSE_PERF_SERVE_*``
+    environment that ``nepse-perf serve`` sets)."""
+    from nepse_perf.serving.app import ServeConfig
+
+    config = ServeConfig.from_env()
+    return config.read_timeout_s, config.max_connections
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
