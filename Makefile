@@ -7,7 +7,7 @@ STAMP_FULL := $(VENV)/.installed-full
 # pyproject.toml declares every dependency; the lock pins the versions behind the stored outputs
 LOCK := requirements-lock.txt
 # its extras that `make test` needs (all but gpu; requirements-full.txt lists the same)
-EXTRAS := test,notebooks,docs,ml,serving,engines
+EXTRAS := test,notebooks,docs,ml,serving,engines,peers
 PIP_INSTALL := $(PY) -m pip install --quiet -c $(LOCK)
 comma := ,
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg

@@ -26,6 +26,10 @@ from nepse_perf.indicators.params import OUTPUT_COLUMNS, IndicatorParams
 
 ComputeFn = Callable[[Panel, IndicatorParams, np.ndarray], None]
 
+#: The result frames' columns, built once: an Index is immutable, so every frame shares it
+#: (building it from the list of names took most of the time of wrapping a block).
+_COLUMNS = pd.Index(list(OUTPUT_COLUMNS))
+
 
 #: A compiled panel kernel: ``kernel(close, high, low, offsets, starts, params, out)`` fills
 #: the rows of the symbols ``offsets`` describes (``params`` is ``IndicatorParams.kernel_args()``)
@@ -190,7 +194,7 @@ def frame_from_block(
     frame's data without a copy. Columns are ``OUTPUT_COLUMNS``.
     """
     block = to_frame_order(block, panel, out)
-    return pd.DataFrame(block.T, index=index, columns=list(OUTPUT_COLUMNS), copy=False)
+    return pd.DataFrame(block.T, index=index, columns=_COLUMNS, copy=False)
 
 
 def compute_frame(

@@ -25,7 +25,7 @@ OPTIONAL = PYPROJECT["project"]["optional-dependencies"]
 LOCK = ROOT / "requirements-lock.txt"
 
 #: The extras ``make test`` installs (requirements-full.txt); ``gpu`` is for GPU machines only.
-FULL_EXTRAS = ("test", "notebooks", "docs", "ml", "serving", "engines")
+FULL_EXTRAS = ("test", "notebooks", "docs", "ml", "serving", "engines", "peers")
 #: The extras the conda environment carries beside the core (the rest: ``pip install -e .[...]``).
 CONDA_EXTRAS = ("test", "notebooks", "docs")
 #: pip name -> conda-forge name, where they differ.

@@ -143,9 +143,9 @@ def test_state_is_small_and_counts_bars() -> None:
     stream.update(prices)
     assert len(stream.symbols) == 5
     assert stream.bars_seen(stream.symbols[0]) == 100 and stream.bars_seen("NOPE") == 0
-    # Per symbol: the six step-function states (39 floats, parameters included), a ring of
+    # Per symbol: the six step-function states (38 floats, parameters included), a ring of
     # max(sma_period, bb_period) + 1 = 21 closes, the bar count and the last date.
-    assert stream.state_nbytes() == 5 * 8 * (39 + 21 + 2)
+    assert stream.state_nbytes() == 5 * 8 * (38 + 21 + 2)
 
 
 def test_processing_chunks_independently_is_wrong() -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "BASELINE",
     "END_TO_END_LABEL",
     "END_TO_END_REUSED_LABEL",
+    "END_TO_END_TALIB_LABEL",
     "FRESH_BLOCK_LABEL",
     "FRESH_LABEL",
     "FUSED_BACKEND",
@@ -86,6 +87,7 @@ FUSED_BACKEND = _threaded_backend()
 OVERHEAD_LABEL = "frame -> panel -> frame overhead"
 END_TO_END_LABEL = f"compute_indicators ({FUSED_BACKEND})"
 END_TO_END_REUSED_LABEL = f"compute_indicators ({FUSED_BACKEND}, out=)"
+END_TO_END_TALIB_LABEL = "compute_indicators (talib)"
 REUSED_LABEL = f"{FUSED_BACKEND} (reused out)"
 FRESH_LABEL = f"{FUSED_BACKEND} (np.empty out)"
 FRESH_BLOCK_LABEL = "np.empty 10 x n block + first touch"
@@ -208,6 +210,10 @@ def _fresh_block(n_rows: int) -> np.ndarray:
     return np.empty((len(OUTPUT_COLUMNS), n_rows), dtype=np.float64)
 
 
+#: The check column of an entry that does not match TA-Lib, by kind: a peer library with
+#: its own definitions "differs" (see its description); anything of ours "FAIL"s.
+_MISMATCH = {"peer": "differs"}
+
 #: What an entry's check returns: ``(max_abs_diff, nan_match, ok)`` against TA-Lib.
 _Check = Callable[[Any], tuple[float, bool, bool]]
 
@@ -250,7 +256,7 @@ class _Entry:
             "x_bandwidth_bound": median / bound,
             "max_abs_diff": diff,
             "nan_match": nan_match,
-            "check": "n/a" if ok is None else ("ok" if ok else "FAIL"),
+            "check": "n/a" if ok is None else ("ok" if ok else _MISMATCH.get(self.kind, "FAIL")),
         }
 
 
@@ -383,6 +389,16 @@ def _frame_entries(
             check=check,
         )
     )
+    if TALIB in names:
+        entries.append(
+            _Entry(
+                label=END_TO_END_TALIB_LABEL,
+                kind="end-to-end",
+                description="the public entry point with backend='talib': frame in, frame out",
+                fn=lambda: compute_indicators(frame, TALIB, **kwargs),
+                check=check,
+            )
+        )
     entries.append(
         _Entry(
             label=END_TO_END_REUSED_LABEL,
@@ -456,6 +472,37 @@ def _stream_entries(frame: pd.DataFrame, params: IndicatorParams, notes: list[st
     ]
 
 
+def _peer_entries(
+    panel: Panel, params: IndicatorParams, ref: np.ndarray, notes: list[str]
+) -> list[_Entry]:
+    """One entry per installed peer library (:mod:`nepse_perf.bench.peers`), checked
+    against TA-Lib like the backends; a peer over its ``max_rows`` is skipped with a note."""
+    from nepse_perf.bench import peers
+
+    inp = peers.PeerInput(panel)
+    entries = []
+    for peer in peers.installed_peers():
+        label = f"peer: {peer.name} {peers.peer_version(peer)}"
+        if peer.max_rows is not None and panel.n_rows > peer.max_rows:
+            notes.append(f"{label} skipped: {panel.n_rows:,} rows > its {peer.max_rows:,}")
+            continue
+        entries.append(
+            _Entry(
+                label=label,
+                kind="peer",
+                description=peer.definition,
+                fn=lambda peer=peer: peer.run(inp, params),
+                jit=peer.jit,
+                check=lambda result, peer=peer: compare_to_reference(
+                    peer.to_block(result, inp), ref
+                ),
+            )
+        )
+    if not entries:
+        notes.append("--peers: no peer library is installed (pip install -e '.[peers]')")
+    return entries
+
+
 def _warm_up(entries: Sequence[_Entry], repeat: int, notes: list[str], bar: tqdm) -> None:
     """One call each, checked against TA-Lib; its time is the "first call". A slow non-JIT
     entry gets ``SLOW_REPEAT`` repeats (a note says so)."""
@@ -500,8 +547,10 @@ def _timed_entries(
     repeat: int,
     notes: list[str],
     progress: bool | None,
+    peers: bool = False,
 ) -> list[_Entry]:
-    """Build every entry (``frame``: with the frame entries), warm them up and time them."""
+    """Build every entry (``frame``: with the frame entries; ``peers``: with the peer
+    libraries'), warm them up and time them."""
     disable = (not progress) if progress is not None else None
     bar = tqdm(total=1, desc="TA-Lib reference", unit="call", disable=disable, leave=False)
     try:
@@ -511,6 +560,8 @@ def _timed_entries(
         if frame is not None:
             entries += _frame_entries(frame, panel, params, ref, names)
             entries += _stream_entries(frame, params, notes)
+        if peers:
+            entries += _peer_entries(panel, params, ref, notes)
         bar.reset(total=1 + len(entries) * (1 + repeat))
         bar.update(1)
         _warm_up(entries, repeat, notes, bar)
@@ -566,6 +617,7 @@ def run_benchmark(
     overhead: bool = True,
     dataset: str | None = None,
     panel: Panel | None = None,
+    peers: bool = False,
 ) -> pd.DataFrame:
     """Time each backend on ``data`` and check it against TA-Lib; one result row per entry.
 
@@ -586,7 +638,9 @@ def run_benchmark(
     ``n_symbols``, ``dataset``, ``repeat``, ``bandwidth`` (dict) and ``notes`` (list of
     str). ``progress=None`` shows a tqdm bar on stderr only when it is a terminal.
     ``panel`` may pass the Panel already built from a frame ``data`` (it is not rebuilt);
-    ``dataset`` labels the reports.
+    ``dataset`` labels the reports. ``peers`` adds a row (kind "peer") for each installed
+    peer library of :mod:`nepse_perf.bench.peers`, with its version in the label and its
+    definitions in the description; its check reads "differs" where it is not TA-Lib's.
     """
     positive_int(repeat, "repeat")
     params = params or IndicatorParams()
@@ -599,7 +653,7 @@ def run_benchmark(
         bandwidth = memory_bandwidth()
     bound = pipeline_bound_seconds(n_rows, bandwidth.copy_gbps)
     frame = prices if overhead else None
-    entries = _timed_entries(panel, frame, names, params, repeat, notes, progress)
+    entries = _timed_entries(panel, frame, names, params, repeat, notes, progress, peers)
 
     rows = [e.row(n_rows, bound) for e in entries]
     if "gpu" in names:

@@ -120,6 +120,12 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         + ",".join(str(r) for r in SCALING_ROWS)
         + ")",
     )
+    b.add_argument(
+        "--peers",
+        action="store_true",
+        help="also time the installed peer libraries (pip install -e '.[peers]': polars-talib, "
+        "polars-talib-fast, tulipy, ta-numba, talipp) and check them against TA-Lib",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bar or notes, just the table")
 
 
@@ -221,6 +227,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         dataset=dataset,
         panel=panel,
+        peers=args.peers,
     )
     if args.input is not None:
         say(f"timing load_prices({args.input}), {LOAD_REPEAT} calls ...")

@@ -55,8 +55,8 @@ P_SMA, P_EMA, P_RSI, P_MACD_FAST, P_MACD_SLOW, P_MACD_SIGNAL, P_BB, P_BB_NBDEV, 
 N_PARAMS = len(PARAM_FIELDS)
 
 # --- State fields of each indicator (the tuples of steps.*_init) -------------------------
-#: SMA: running total of the window, window length, its reciprocal.
-SMA_TOTAL, SMA_N, SMA_INV = range(3)
+#: SMA: running total of the window, window length.
+SMA_TOTAL, SMA_N = range(2)
 #: EMA: the seed's running total, then the EMA; span; alpha.
 EMA_VALUE, EMA_N, EMA_K = range(3)
 #: RSI: previous close, average gain, average loss, period, its reciprocal.
@@ -98,7 +98,7 @@ ATR_PREV, ATR_VALUE, ATR_N, ATR_INV = range(4)
 
 #: Fields of each indicator's state (the six states sit side by side, in this order, in the
 #: stream's per-symbol state row).
-W_SMA, W_EMA, W_RSI, W_MACD, W_BB, W_ATR = 3, 3, 5, 12, 12, 4
+W_SMA, W_EMA, W_RSI, W_MACD, W_BB, W_ATR = 2, 3, 5, 12, 12, 4
 STATE_WIDTHS: dict[str, int] = {
     "sma": W_SMA,
     "ema": W_EMA,

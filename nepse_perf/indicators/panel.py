@@ -70,35 +70,47 @@ class Panel:
 _NAT = np.iinfo(np.int64).min
 
 
-@numba.njit(cache=True, parallel=True)
-def _quick_checks(dates, close, high, low):  # pragma: no cover - compiled
-    """``(any NaT date, every close/high/low finite)``, blocks of rows checked in parallel."""
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _quick_checks(codes, dates, close, high, low):  # pragma: no cover - compiled
+    """One vectorised pass: ``(any NaT date, all prices finite, rows out of order, symbols)``.
+
+    ``x - x`` is 0 for a finite ``x`` and NaN for NaN or an infinity, so the sum of those
+    differences is 0 exactly when every price is finite; the NaT date is the int64 minimum,
+    so the smallest date tells whether there is one; a row is out of order when its symbol
+    code is smaller than the row before's, or equal with a date not after it. Reassociation
+    (and nothing else of fast-math: NaN stays NaN) lets the compiler vectorise the sums. The
+    common case (a sorted, finite frame) thus reads every column once; only a frame with a
+    problem takes :func:`_scan`'s row-by-row search for the first bad row.
+    """
     n = close.shape[0]
-    n_blocks = 64
-    nat = np.zeros(n_blocks, dtype=np.bool_)
-    finite = np.ones(n_blocks, dtype=np.bool_)
-    for b in numba.prange(n_blocks):
-        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
-            if dates[i] == _NAT:
-                nat[b] = True
-            if finite[b] and not (
-                np.isfinite(close[i]) and np.isfinite(high[i]) and np.isfinite(low[i])
-            ):
-                finite[b] = False
-    return nat.any(), finite.all()
+    if n == 0:
+        return False, True, 0, 0
+    acc = (close[0] - close[0]) + (high[0] - high[0]) + (low[0] - low[0])
+    smallest = dates[0]
+    disorder = 0
+    groups = 1
+    for i in range(1, n):
+        acc += (close[i] - close[i]) + (high[i] - high[i]) + (low[i] - low[i])
+        smallest = min(smallest, dates[i])
+        new = codes[i] != codes[i - 1]
+        groups += new
+        disorder += (codes[i] < codes[i - 1]) | (not new and dates[i] <= dates[i - 1])
+    return smallest == _NAT, acc == 0.0, disorder, groups
 
 
 @numba.njit(cache=True)
-def _scan(codes, dates, close, high, low, check_finite):  # pragma: no cover - compiled
-    """One pass: group boundaries, sortedness, first-valid rows and the first bad row.
+def _scan(codes, dates, close, high, low, check_finite, disorder, groups):  # pragma: no cover
+    """Group boundaries, sortedness, first-valid rows and the first bad row.
 
     Returns ``(status, bad_row, offsets, starts)``; status 0 = fine, 1 = not sorted by
     symbol/date (caller sorts and rescans), 2 = the same date twice within a symbol,
     3 = NaN after a symbol's first valid row. ``check_finite=False`` (the caller knows every
     price is finite) skips reading the prices: each symbol starts at its first row.
+    ``disorder`` and ``groups`` are :func:`_quick_checks`' counts (0 and the number of
+    symbols for a sorted frame: dates are then not compared again).
     """
     n = codes.shape[0]
-    bounds = np.empty(n + 1, dtype=np.int64)
+    bounds = np.empty(groups + 1 if disorder == 0 else n + 1, dtype=np.int64)
     n_groups = 0
     if n > 0:
         bounds[0] = 0
@@ -109,7 +121,7 @@ def _scan(codes, dates, close, high, low, check_finite):  # pragma: no cover - c
                 return 1, i, bounds[:1], bounds[:1]
             bounds[n_groups] = i
             n_groups += 1
-        elif dates[i] <= dates[i - 1]:
+        elif disorder and dates[i] <= dates[i - 1]:
             if dates[i] == dates[i - 1]:
                 return 2, i, bounds[:1], bounds[:1]
             return 1, i, bounds[:1], bounds[:1]
@@ -131,6 +143,16 @@ def _scan(codes, dates, close, high, low, check_finite):  # pragma: no cover - c
             if not (np.isfinite(close[i]) and np.isfinite(high[i]) and np.isfinite(low[i])):
                 return 3, i, offsets, starts
     return 0, -1, offsets, starts
+
+
+def _bare(prices: pd.DataFrame) -> pd.DataFrame:
+    """``prices`` without its ``attrs``, sharing its data (no copy).
+
+    pandas deep-copies a frame's ``attrs`` into every Series taken from it; the loader's
+    report there (notes, repairs, duplicates by symbol) made each column access cost more
+    than the whole kernel on the real market. A shallow frame over the same data has none.
+    """
+    return pd.DataFrame(prices, copy=False) if prices.attrs else prices
 
 
 def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
@@ -155,17 +177,19 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
         raise ValueError(
             f"prices is missing required column(s) {missing}; it has {list(prices.columns)}"
         )
+    index = prices.index
+    prices = _bare(prices)
     symbol = prices["symbol"]
     if isinstance(symbol.dtype, pd.CategoricalDtype):
-        codes = symbol.cat.codes.to_numpy()
-        names = np.asarray(symbol.cat.categories, dtype=object)
+        codes = symbol.array.codes  # the Categorical's own codes: no Series built
+        names = np.asarray(symbol.array.categories, dtype=object)
         if (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
-            raise ValueError(f"prices has a missing symbol at row {prices.index[row]!r}")
+            raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
     else:
         if symbol.isna().any():
             row = int(np.flatnonzero(symbol.isna().to_numpy())[0])
-            raise ValueError(f"prices has a missing symbol at row {prices.index[row]!r}")
+            raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
         codes, names = pd.factorize(symbol, sort=True)
     date = prices["date"]
     if not pd.api.types.is_datetime64_any_dtype(date.dtype):
@@ -177,19 +201,23 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
     # The category codes as they are (int8/int16 for a few thousand symbols): a quarter of
     # the bytes of int64 for the scan to read.
     codes = np.ascontiguousarray(codes)
-    has_nat, all_finite = _quick_checks(dates, close, high, low)
+    has_nat, all_finite, disorder, groups = _quick_checks(codes, dates, close, high, low)
     if has_nat:
         row = int(np.flatnonzero(dates == _NAT)[0])
-        raise ValueError(f"prices has a missing date at row {prices.index[row]!r}")
+        raise ValueError(f"prices has a missing date at row {index[row]!r}")
     check_finite = not all_finite
 
     order = None
-    status, bad, offsets, starts = _scan(codes, dates, close, high, low, check_finite)
+    status, bad, offsets, starts = _scan(
+        codes, dates, close, high, low, check_finite, disorder, groups
+    )
     if status == 1:
         order = np.lexsort((dates, codes))
         codes, dates = codes[order], dates[order]
         close, high, low = close[order], high[order], low[order]
-        status, bad, offsets, starts = _scan(codes, dates, close, high, low, check_finite)
+        status, bad, offsets, starts = _scan(
+            codes, dates, close, high, low, check_finite, 1, len(codes)
+        )
     if status == 2:
         raise ValueError(
             f"symbol {names[codes[bad]]!r} has the date "
@@ -200,7 +228,7 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
         row = bad if order is None else int(order[bad])
         raise ValueError(
             f"symbol {names[codes[bad]]!r} has a NaN close/high/low on "
-            f"{pd.Timestamp(dates[bad], unit='ns').date()} (row {prices.index[row]!r}) after "
+            f"{pd.Timestamp(dates[bad], unit='ns').date()} (row {index[row]!r}) after "
             "its first complete row; only leading NaNs are allowed"
         )
     used = tuple(str(names[c]) for c in codes[offsets[:-1]]) if codes.size else ()
@@ -231,7 +259,7 @@ def panel_from_arrays(
         raise ValueError("offsets must start at 0, end at len(close) and strictly increase")
     codes = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
     dates = np.arange(close.shape[0], dtype=np.int64)
-    status, bad, offsets, starts = _scan(codes, dates, close, high, low, True)
+    status, bad, offsets, starts = _scan(codes, dates, close, high, low, True, 0, len(offsets) - 1)
     if status == 3:
         raise ValueError(f"NaN price at flat row {bad} after its symbol's first complete row")
     names = tuple(f"S{s:04d}" for s in range(offsets.shape[0] - 1))

@@ -18,12 +18,18 @@ ring, where a negative index wraps around to the ring's end). The globals these 
 call are resolved per target by :mod:`nepse_perf.indicators.targets`. The fields of each
 state tuple are named in :mod:`nepse_perf.indicators.layout` (``s[BB_N]``, ...).
 
-Numerics follow TA-Lib's C code operation for operation, with one documented change: in
-the steady-state steps a division by a window length ``n`` is a multiplication by ``1/n``
-computed once (TA-Lib divides; the results differ by at most a few units in the last place,
-far inside 1e-9, and a division's long latency sat on every recurrence of the fused
-kernel, where profiling found the divider to be its bottleneck). Seeds (once per series) and divisions by a data-dependent
-value (RSI's ``gain / (gain + loss)``) stay divisions.
+Numerics follow TA-Lib's C code operation for operation. SMA, EMA, MACD and the Bollinger
+middle band are TA-Lib's to the last bit: the SMA and the middle band are the running total
+divided by ``n`` (TA-Lib's division, not a multiplication by ``1/n``; the fused kernel leaves
+the totals in the output rows and divides in its second, vectorised loop, so the division's
+latency never sits on a recurrence), and every EMA step is one fused multiply-add
+(:func:`fma`), because TA-Lib's C library is compiled with floating-point contraction and
+rounds ``(x - e) * k + e`` once. One documented change remains: in the steady steps of
+RSI and ATR, and in the Bollinger variance, the division by the window length inside the
+recurrence is a multiplication by ``1/n`` computed once (TA-Lib divides; the results differ
+by at most a few units in the last place, far inside 1e-9, and profiling found the divider
+to be the fused kernel's bottleneck there). Seeds (once per series) and divisions by a
+data-dependent value (RSI's ``gain / (gain + loss)``) stay divisions.
 """
 
 from __future__ import annotations
@@ -58,7 +64,6 @@ from nepse_perf.indicators.layout import (
     MACD_T_FAST,
     MACD_T_SIGNAL,
     MACD_T_SLOW,
-    SMA_INV,
     SMA_N,
     SMA_TOTAL,
 )
@@ -73,12 +78,14 @@ __all__ = [
     "bbands_init",
     "bbands_lookback",
     "bbands_moments",
+    "bbands_moments_update",
     "bbands_step",
     "bbands_update",
     "ema_init",
     "ema_lookback",
     "ema_step",
     "ema_update",
+    "fma",
     "macd_init",
     "macd_lookback",
     "macd_step",
@@ -92,11 +99,33 @@ __all__ = [
     "sma_init",
     "sma_lookback",
     "sma_step",
+    "sma_total",
     "sma_update",
+    "sma_value",
     "true_range",
 ]
 
 NAN = math.nan
+
+
+# --- The fused multiply-add: a * b + c with one rounding --------------------------------
+def fma(a, b, c):
+    """``a * b + c`` rounded once, as a fused multiply-add instruction computes it.
+
+    TA-Lib's C library is compiled with floating-point contraction, so its EMA recurrence
+    ``(x - e) * k + e`` is one FMA instruction with one rounding, not two; the EMAs here use
+    this function to give TA-Lib's bits. This is the CPython version: exact rational
+    arithmetic (the ratios of doubles have power-of-two denominators, and Python's integer
+    division rounds correctly), slow but exact; every compiled target replaces it by the
+    hardware instruction (:mod:`nepse_perf.indicators.targets`). Non-finite inputs give
+    ``a * b + c``, whose NaN or infinity is the FMA's too.
+    """
+    if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)):
+        return a * b + c
+    an, ad = float(a).as_integer_ratio()
+    bn, bd = float(b).as_integer_ratio()
+    cn, cd = float(c).as_integer_ratio()
+    return (an * bn * cd + cn * ad * bd) / (ad * bd * cd)
 
 
 # --- Lookbacks: the bars before an indicator's first value (TA-Lib's TA_*_Lookback) -----
@@ -132,16 +161,29 @@ def atr_lookback(timeperiod=14):
 
 # --- SMA: running total, TA-Lib's add-output-drop order --------------------------------
 def sma_init(n):
-    """SMA state ``(total, n, 1/n)``: the running total of the window's bars so far."""
-    return (0.0, float(n), 1.0 / n)
+    """SMA state ``(total, n)``: the running total of the window's bars so far."""
+    return (0.0, float(n))
+
+
+def sma_value(total, n):
+    """The SMA from the window's total: ``total / n``, TA-Lib's division (not ``* (1/n)``)."""
+    return total / n
+
+
+def sma_total(s, x, x_leave):
+    """Steady SMA bar without its division: add ``x``, return the window's total, drop ``x_leave``.
+
+    ``x_leave`` is the bar ``n - 1`` back; :func:`sma_value` turns the total into the SMA.
+    """
+    total, n = s
+    total += x
+    return (total - x_leave, n), total
 
 
 def sma_step(s, x, x_leave):
-    """Steady SMA bar: add ``x``, output total/n, drop ``x_leave`` (the bar ``n - 1`` back)."""
-    total, n, inv = s
-    total += x
-    value = total * inv
-    return (total - x_leave, n, inv), value
+    """Steady SMA bar: TA-Lib's add, output total/n, drop order."""
+    s, total = sma_total(s, x, x_leave)
+    return s, sma_value(total, s[SMA_N])
 
 
 def sma_update(s, j, buf, i, stride):
@@ -149,7 +191,7 @@ def sma_update(s, j, buf, i, stride):
     back = int(s[SMA_N]) - 1
     if j >= back:
         return sma_step(s, buf[i], buf[i - back * stride])
-    return (s[SMA_TOTAL] + buf[i], s[SMA_N], s[SMA_INV]), NAN
+    return (s[SMA_TOTAL] + buf[i], s[SMA_N]), NAN
 
 
 # --- EMA: alpha 2/(n+1), seeded with the mean of the first n closes --------------------
@@ -159,8 +201,8 @@ def ema_init(n):
 
 
 def ema_step(s, x):
-    """Steady EMA bar: ``e + k * (x - e)``, in TA-Lib's operation order."""
-    e = (x - s[EMA_VALUE]) * s[EMA_K] + s[EMA_VALUE]
+    """Steady EMA bar: ``(x - e) * k + e``, in TA-Lib's operation order, one FMA."""
+    e = fma(x - s[EMA_VALUE], s[EMA_K], s[EMA_VALUE])
     return (e, s[EMA_N], s[EMA_K]), e
 
 
@@ -267,10 +309,10 @@ def _macd_with(s, t_fast, t_slow, t_sig, ef, es, g):
 
 def macd_step(s, x):
     """Steady MACD bar: advance both EMAs and the signal; returns macd, signal, histogram."""
-    ef = (x - s[MACD_FAST_EMA]) * s[MACD_FAST_K] + s[MACD_FAST_EMA]
-    es = (x - s[MACD_SLOW_EMA]) * s[MACD_SLOW_K] + s[MACD_SLOW_EMA]
+    ef = fma(x - s[MACD_FAST_EMA], s[MACD_FAST_K], s[MACD_FAST_EMA])
+    es = fma(x - s[MACD_SLOW_EMA], s[MACD_SLOW_K], s[MACD_SLOW_EMA])
     m = ef - es
-    g = (m - s[MACD_SIGNAL_EMA]) * s[MACD_SIGNAL_K] + s[MACD_SIGNAL_EMA]
+    g = fma(m - s[MACD_SIGNAL_EMA], s[MACD_SIGNAL_K], s[MACD_SIGNAL_EMA])
     t_fast, t_slow, t_sig = s[MACD_T_FAST], s[MACD_T_SLOW], s[MACD_T_SIGNAL]
     return _macd_with(s, t_fast, t_slow, t_sig, ef, es, g), m, g, m - g
 
@@ -297,8 +339,8 @@ def macd_update(s, j, x):
             es = t_slow / slow
             t_sig = ef - es
     else:
-        ef = (x - ef) * s[MACD_FAST_K] + ef
-        es = (x - es) * s[MACD_SLOW_K] + es
+        ef = fma(x - ef, s[MACD_FAST_K], ef)
+        es = fma(x - es, s[MACD_SLOW_K], es)
         t_sig += ef - es
     if j < first:
         return _macd_with(s, t_fast, t_slow, t_sig, ef, es, g), NAN, NAN, NAN
@@ -339,13 +381,13 @@ def bbands_bands(mid, var, nbdev):
 
 def bbands_step(s, x, x_old, x_leave):
     """Bollinger bar ``j >= n - 1``: upper, middle and lower band (moments, then bands)."""
-    s, mid, var = bbands_moments(s, x, x_old, x_leave)
-    upper, mid, lower = bbands_bands(mid, var, s[BB_NBDEV])
+    s, total, var = bbands_moments(s, x, x_old, x_leave)
+    upper, mid, lower = bbands_bands(sma_value(total, s[BB_N]), var, s[BB_NBDEV])
     return s, upper, mid, lower
 
 
 def bbands_moments(s, x, x_old, x_leave):
-    """Bollinger bar ``j >= n - 1``: the middle band and the window's population variance.
+    """Bollinger bar ``j >= n - 1``: the middle band's total and the window's population variance.
 
     ``x_old`` is the bar ``n`` back (it leaves the variance), ``x_leave`` the bar ``n - 1``
     back (it leaves the middle band's total after this bar). The variance is a rolling
@@ -377,21 +419,22 @@ def bbands_moments(s, x, x_old, x_leave):
         mean += delta * inv
         m2 += delta * (x - mean + x_old - prev_mean)
     state = (total - x_leave, mean, m2, x, run, phase, base, s1, s2, n, nbdev, inv)
-    return state, total * inv, m2 * inv
+    return state, total, m2 * inv
 
 
-def bbands_update(s, j, buf, i, stride):
-    """Bollinger bands at bar ``j`` (``buf[i]``); NaN for the first ``n - 1`` bars.
+def bbands_moments_update(s, j, buf, i, stride):
+    """Bollinger moments at bar ``j`` (``buf[i]``): the state, the middle band's total, the variance.
 
-    At bar ``n - 1`` (lookback) the first block is complete, so the first window's moments
-    come from the block sums and the bar ``n`` back is never read.
+    Both values are NaN for the first ``n - 1`` bars. At bar ``n - 1`` (lookback) the first
+    block is complete, so the first window's moments come from the block sums and the bar
+    ``n`` back is never read.
     """
     n = int(s[BB_N])
     x = buf[i]
     if j >= n:
-        return bbands_step(s, x, buf[i - n * stride], buf[i - (n - 1) * stride])
+        return bbands_moments(s, x, buf[i - n * stride], buf[i - (n - 1) * stride])
     if j == n - 1:
-        return bbands_step(s, x, x, buf[i - (n - 1) * stride])
+        return bbands_moments(s, x, x, buf[i - (n - 1) * stride])
     run = s[BB_RUN] + 1.0 if x == s[BB_PREV] else 1.0
     phase = s[BB_PHASE] + 1.0
     base, s1, s2 = _bb_block(phase, x, s[BB_BASE], s[BB_S1], s[BB_S2])
@@ -410,7 +453,14 @@ def bbands_update(s, j, buf, i, stride):
         s[BB_NBDEV],
         s[BB_INV],
     )
-    return state, NAN, NAN, NAN
+    return state, NAN, NAN
+
+
+def bbands_update(s, j, buf, i, stride):
+    """Bollinger bands at bar ``j`` (``buf[i]``): SMA middle; NaN for the first ``n - 1`` bars."""
+    s, total, var = bbands_moments_update(s, j, buf, i, stride)
+    upper, mid, lower = bbands_bands(sma_value(total, s[BB_N]), var, s[BB_NBDEV])
+    return s, upper, mid, lower
 
 
 # --- ATR: Wilder's smoothing of the true range -----------------------------------------

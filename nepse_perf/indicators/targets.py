@@ -25,15 +25,49 @@ from pathlib import Path
 from typing import Any
 
 import numba
+from llvmlite import ir
+from numba.core import cgutils
+from numba.core import types as nb_types
+from numba.extending import intrinsic
 
 from nepse_perf.indicators import steps
 
-#: Every function in ``steps`` that a compiled function may call (public and helpers).
+#: Functions of ``steps`` that each compiled target implements natively (an instruction)
+#: instead of compiling their CPython definition.
+PRIMITIVES: tuple[str, ...] = ("fma",)
+
+#: Every other function in ``steps`` that a compiled function may call (public and helpers).
 STEP_NAMES: tuple[str, ...] = tuple(
     name
     for name, obj in vars(steps).items()
-    if isinstance(obj, types.FunctionType) and obj.__module__ == steps.__name__
+    if isinstance(obj, types.FunctionType)
+    and obj.__module__ == steps.__name__
+    and name not in PRIMITIVES
 )
+
+
+@intrinsic
+def cpu_fma(typingctx, a, b, c):  # pragma: no cover - typed and lowered by Numba
+    """``a * b + c`` with one rounding: LLVM's ``llvm.fma`` (the FMA instruction on x86-64-v3+).
+
+    ``llvm.fma`` is always fused (unlike a contracted ``a * b + c``, which the compiler may
+    or may not fuse); on a CPU without FMA it is the C library's exact ``fma``.
+    """
+    ty = typingctx.unify_types(a, b, c)
+    if not isinstance(ty, nb_types.Float):
+        ty = nb_types.float64
+
+    def codegen(context, builder, signature, args):
+        values = [
+            context.cast(builder, v, t, ty) for v, t in zip(args, signature.args, strict=True)
+        ]
+        lty = context.get_value_type(ty)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(lty, [lty] * 3), f"llvm.fma.f{ty.bitwidth}"
+        )
+        return builder.call(fn, values)
+
+    return ty(a, b, c), codegen
 
 
 #: The sources whose code ends up inside the compiled drivers (paths from the package root).
@@ -75,15 +109,21 @@ def _rebind(func: Callable, namespace: dict[str, Any]) -> types.FunctionType:
     return rebound
 
 
-def _compiled_steps(jit: Callable[[Callable], Any], target: str) -> dict[str, Any]:
+def _compiled_steps(
+    jit: Callable[[Callable], Any], target: str, primitives: dict[str, Any]
+) -> dict[str, Any]:
     """``steps``' namespace with every step function compiled by ``jit``.
 
-    Under the key ``"steps"`` it also holds a module object whose attributes are the
-    compiled functions: drivers call ``steps.rsi_update(...)``, and a driver compiled for
+    ``primitives`` gives the target's own implementation of each name in :data:`PRIMITIVES`.
+    Under the key ``"steps"`` the namespace also holds a module object whose attributes are
+    the compiled functions: drivers call ``steps.rsi_update(...)``, and a driver compiled for
     this target finds this module where the plain one finds :mod:`steps`.
     """
     namespace = dict(vars(steps))
     module = types.ModuleType(f"{steps.__name__}[{target}]")
+    for name in PRIMITIVES:
+        namespace[name] = primitives[name]
+        setattr(module, name, primitives[name])
     for name in STEP_NAMES:
         namespace[name] = jit(_rebind(getattr(steps, name), namespace))
         setattr(module, name, namespace[name])
@@ -100,7 +140,9 @@ def cpu_steps() -> dict[str, Any]:
     global _CPU
     if _CPU is None:
         _CPU = _compiled_steps(
-            lambda f: numba.njit(cache=True, nogil=True, inline="always")(f), "cpu"
+            lambda f: numba.njit(cache=True, nogil=True, inline="always")(f),
+            "cpu",
+            {"fma": cpu_fma},
         )
     return _CPU
 
@@ -111,7 +153,12 @@ def cuda_steps() -> dict[str, Any]:
     if _CUDA is None:
         from numba import cuda
 
-        _CUDA = _compiled_steps(lambda f: cuda.jit(device=True)(f), "cuda")
+        def cuda_fma(a, b, c):  # pragma: no cover - compiled for CUDA
+            return cuda.fma(a, b, c)  # the DFMA/FFMA instruction: one rounding
+
+        # the simulator runs device functions as Python and has no cuda.fma: steps' exact one
+        fma = cuda.jit(device=True)(cuda_fma) if hasattr(cuda, "fma") else steps.fma
+        _CUDA = _compiled_steps(lambda f: cuda.jit(device=True)(f), "cuda", {"fma": fma})
     return _CUDA
 
 
@@ -126,7 +173,7 @@ def _compile_group(
     namespace: dict[str, Any] = {}
     for func in funcs.values():  # the globals of every module the functions come from
         namespace.update(func.__globals__)
-    namespace.update({name: steps_ns[name] for name in (*STEP_NAMES, "steps")})
+    namespace.update({name: steps_ns[name] for name in (*PRIMITIVES, *STEP_NAMES, "steps")})
     compiled = {}
     for name, func in funcs.items():
         compiled[name] = namespace[name] = jit(_rebind(func, namespace), name)

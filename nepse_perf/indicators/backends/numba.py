@@ -62,7 +62,7 @@ def compute_panel_py(close, high, low, offsets, starts, p, out):  # pragma: no c
         atr_into(high[v:b], low[v:b], c, p[layout.P_ATR], out[layout.ATR, v:b])
 
 
-_KERNELS = ("sma", "ema", "rsi", "macd", "bbands", "atr")
+_KERNELS = ("sma", "ema", "rsi", "macd", "bbands", "bbands_ema", "atr")
 _compiled = targets.njit(
     {
         **{f"{name}_into": getattr(python_backend, f"{name}_into") for name in _KERNELS},
@@ -71,6 +71,7 @@ _compiled = targets.njit(
 )
 sma, ema, rsi = _compiled["sma_into"], _compiled["ema_into"], _compiled["rsi_into"]
 macd, bbands, atr = _compiled["macd_into"], _compiled["bbands_into"], _compiled["atr_into"]
+bbands_ema = _compiled["bbands_ema_into"]
 compute_panel = _compiled["compute_panel"]
 
 

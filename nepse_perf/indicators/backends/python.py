@@ -52,6 +52,21 @@ def bbands_into(x, n, nbdev, out_upper, out_middle, out_lower):
         s, out_upper[j], out_middle[j], out_lower[j] = steps.bbands_update(s, j, x, j, 1)
 
 
+def bbands_ema_into(x, n, nbdev, out_upper, out_middle, out_lower):
+    """Bollinger Bands around an EMA(n) middle (TA-Lib's ``matype=1``), the same deviations.
+
+    TA-Lib's bands are always the window's population standard deviation around its
+    mean; ``matype`` changes only the middle band, here the EMA of the same ``n`` bars
+    (whose lookback, ``n - 1``, is the bands' own).
+    """
+    s = steps.bbands_init(n, nbdev)
+    e = steps.ema_init(n)
+    for j in range(len(x)):
+        s, _, var = steps.bbands_moments_update(s, j, x, j, 1)
+        e, mid = steps.ema_update(e, j, x[j])
+        out_upper[j], out_middle[j], out_lower[j] = steps.bbands_bands(mid, var, nbdev)
+
+
 def atr_into(high, low, close, n, out):
     """Average true range (Wilder, lookback ``n``)."""
     s = steps.atr_init(n)
