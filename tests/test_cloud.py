@@ -108,6 +108,29 @@ def test_break_even_shapes() -> None:
     assert list(be["fleet_replicas"]) == [1, 1, 1, 17]
 
 
+def test_billed_duration_and_the_front_end() -> None:
+    sls = costs.load_serverless().iloc[0]
+    assert sls["price_date"] == "2020-12-01" and sls["source"].startswith("https://aws.amazon.com/")
+    # Lambda bills per started millisecond, and a handler of microseconds a whole one
+    assert costs.billed_duration_s(33e-6, sls) == 0.001
+    assert costs.billed_duration_s(0.0, sls) == 0.001
+    assert math.isclose(costs.billed_duration_s(0.0031, sls), 0.004)
+    with pytest.raises(ValueError, match="request_s"):
+        costs.billed_duration_s(-1.0, sls)
+    fronts = costs.load_frontends().set_index("frontend")["per_million_requests_usd"]
+    assert fronts["Lambda function URL"] == 0.0 and fronts["API Gateway HTTP API"] == 1.0
+    assert costs.load_frontends()["date_basis"].str.startswith("as listed on https://").all()
+    kw = {"request_s": 33e-6, "memory_gb": 1.0, "serverless": sls, "instance_usd_h": 0.085}
+    url = costs.break_even_rate(**kw)
+    api = costs.break_even_rate(**kw, frontend_per_million_usd=1.0)
+    per_request = (0.2 + 1.0) / 1e6 + 0.001 * 0.0000166667
+    assert math.isclose(api, 0.085 / 3600 / per_request) and api < url
+    be = costs.break_even(
+        np.array([1.0]), **kw, instance_capacity_per_s=100.0, frontend_per_million_usd=1.0
+    )
+    assert math.isclose(be["serverless_usd"].iloc[0], 730 * 3600 * per_request)
+
+
 def test_serving_capacity_file(tmp_path: Path) -> None:
     assert costs.serving_throughput(tmp_path / "absent.json") is None
     good = tmp_path / "capacity.json"

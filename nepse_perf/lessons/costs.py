@@ -1,7 +1,7 @@
 """What the measured throughput costs in the cloud: per million predictions, per nightly run.
 
 Prices come from the dated tables in ``data/cloud/`` (``instances.csv``, ``managed.csv``,
-``serverless.csv``; ``data/cloud/README.md`` gives each source); throughputs come from
+``serverless.csv``, ``frontends.csv``; ``data/cloud/README.md`` gives each source); throughputs come from
 measurements: the prediction service's ``results/serving/capacity.json`` when it exists, else
 this machine's in-process ONNX Runtime rate per core (labelled "in-process, no HTTP"). An
 instance's throughput is this machine's per-core rate times its vCPUs, a linear-scaling
@@ -26,9 +26,11 @@ __all__ = [
     "CAPACITY_FILE",
     "DATA_DIR",
     "Throughput",
+    "billed_duration_s",
     "break_even",
     "break_even_rate",
     "cost_table",
+    "load_frontends",
     "load_instances",
     "load_managed",
     "load_serverless",
@@ -138,7 +140,9 @@ def load_managed(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
 def load_serverless(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Serverless prices and limits (default ``data/cloud/serverless.csv``): USD per million
     requests and per GB-second, memory, zip (MB) and image (GB) limits, billing granularity
-    (ms), date and source."""
+    (ms, also the least duration billed), ``price_date`` (YYYY-MM-DD), ``date_basis`` (what
+    that date is: when the price was published, or that it is only as listed on the source)
+    and ``source`` (the provider's pricing page)."""
     cols = {
         "service": str,
         "per_million_requests_usd": float,
@@ -148,9 +152,25 @@ def load_serverless(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         "image_limit_gb": float,
         "billing_ms": float,
         "price_date": str,
+        "date_basis": str,
         "source": str,
     }
     return _read_table(Path(path) if path else DATA_DIR / "serverless.csv", cols)
+
+
+def load_frontends(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The HTTP front ends a serverless function can sit behind (default
+    ``data/cloud/frontends.csv``): USD per million requests on top of the function's own
+    price (0 for a Lambda function URL), the volume tier that price holds for, ``source`` (the
+    provider's pricing page) and ``date_basis`` (no verified date: "as listed on" the source)."""
+    cols = {
+        "frontend": str,
+        "per_million_requests_usd": float,
+        "tier": str,
+        "source": str,
+        "date_basis": str,
+    }
+    return _read_table(Path(path) if path else DATA_DIR / "frontends.csv", cols)
 
 
 @dataclass(frozen=True)
@@ -380,6 +400,30 @@ def right_size(
     return out.sort_values(["usd_h", "count"], kind="stable").reset_index(drop=True)
 
 
+def billed_duration_s(request_s: float, serverless: pd.Series) -> float:
+    """The duration a serverless platform bills for one invocation of ``request_s`` seconds.
+
+    Rounded up to the billing step (``serverless["billing_ms"]``, 1 ms on Lambda), and never
+    less than one step: a handler that returns in microseconds is billed a whole millisecond.
+    ``request_s`` should be the invocation's duration; a handler timed in-process leaves out
+    what the runtime does around it, so on Lambda only the ``Billed Duration`` of its REPORT
+    log line is the real figure. ``ValueError`` for a negative or non-finite duration.
+    """
+    if not (math.isfinite(request_s) and request_s >= 0):
+        raise ValueError(f"request_s must be a finite number >= 0, got {request_s}")
+    step = serverless["billing_ms"] / 1000
+    return max(math.ceil(request_s / step - 1e-9), 1) * step
+
+
+def _serverless_per_request(
+    request_s: float, memory_gb: float, serverless: pd.Series, frontend_per_million_usd: float
+) -> float:
+    """USD of one request: the function's request price, its billed GB-seconds, the front end."""
+    per_request = (serverless["per_million_requests_usd"] + frontend_per_million_usd) / 1e6
+    duration = billed_duration_s(request_s, serverless) * memory_gb
+    return per_request + duration * serverless["per_gb_second_usd"]
+
+
 def break_even(
     rates_per_s: np.ndarray,
     *,
@@ -390,12 +434,14 @@ def break_even(
     instance_capacity_per_s: float,
     utilisation: float | None = None,
     min_replicas: int = 1,
+    frontend_per_million_usd: float = 0.0,
 ) -> pd.DataFrame:
     """Monthly cost (USD, 730 hours) of serving ``rates_per_s`` single-prediction requests.
 
-    * ``serverless``: requests x per-request price + requests x billed duration x
-      ``memory_gb`` x GB-second price, the duration ``request_s`` rounded up to the billing
-      granularity (a row of :func:`load_serverless`);
+    * ``serverless``: requests x (per-request price + ``frontend_per_million_usd`` / 1e6, the
+      HTTP front end's price: an API Gateway HTTP API has one, a Lambda function URL none) +
+      requests x billed duration x ``memory_gb`` x GB-second price, the duration
+      ``request_s`` billed as :func:`billed_duration_s` says (a row of :func:`load_serverless`);
     * ``always_on``: one instance all month; ``NaN`` where the rate exceeds its
       ``instance_capacity_per_s``;
     * ``fleet``: an HPA-managed fleet of such instances at ``utilisation`` of capacity,
@@ -408,20 +454,16 @@ def break_even(
 
         utilisation = HPAConfig().target
     rates = np.asarray(rates_per_s, dtype=np.float64)
-    seconds = 730 * 3600
-    step = serverless["billing_ms"] / 1000
-    billed = math.ceil(request_s / step - 1e-9) * step
-    requests = rates * seconds
-    sls = (
-        requests * serverless["per_million_requests_usd"] / 1e6
-        + requests * billed * memory_gb * serverless["per_gb_second_usd"]
+    requests = rates * 730 * 3600
+    per_request = _serverless_per_request(
+        request_s, memory_gb, serverless, frontend_per_million_usd
     )
     always = np.where(rates <= instance_capacity_per_s, instance_usd_h * 730, np.nan)
     replicas = np.maximum(np.ceil(rates / (instance_capacity_per_s * utilisation)), min_replicas)
     return pd.DataFrame(
         {
             "rate_per_s": rates,
-            "serverless_usd": sls,
+            "serverless_usd": requests * per_request,
             "always_on_usd": always,
             "fleet_usd": replicas * instance_usd_h * 730,
             "fleet_replicas": replicas.astype(int),
@@ -429,19 +471,19 @@ def break_even(
     )
 
 
-def _serverless_per_request(request_s: float, memory_gb: float, serverless: pd.Series) -> float:
-    step = serverless["billing_ms"] / 1000
-    billed = math.ceil(request_s / step - 1e-9) * step
-    return (
-        serverless["per_million_requests_usd"] / 1e6
-        + billed * memory_gb * serverless["per_gb_second_usd"]
-    )
-
-
 def break_even_rate(
-    *, request_s: float, memory_gb: float, serverless: pd.Series, instance_usd_h: float
+    *,
+    request_s: float,
+    memory_gb: float,
+    serverless: pd.Series,
+    instance_usd_h: float,
+    frontend_per_million_usd: float = 0.0,
 ) -> float:
     """Steady request rate (per second) above which one always-on instance costs less than
     serverless: instance price per second / serverless price per request (the request's
-    ``request_s`` duration rounded up to the billing step, at ``memory_gb``)."""
-    return instance_usd_h / 3600 / _serverless_per_request(request_s, memory_gb, serverless)
+    ``request_s`` billed as :func:`billed_duration_s` says, at ``memory_gb``, plus
+    ``frontend_per_million_usd`` / 1e6 for the HTTP front end, 0 for a function URL)."""
+    per_request = _serverless_per_request(
+        request_s, memory_gb, serverless, frontend_per_million_usd
+    )
+    return instance_usd_h / 3600 / per_request
