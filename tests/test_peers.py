@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from nepse_perf.bench.machine import memory_bandwidth
-from nepse_perf.bench.peers import PEERS, PeerInput, installed_peers, peer_version
+from nepse_perf.bench.peers import (
+    AGREEMENT,
+    PEERS,
+    PeerInput,
+    agreement,
+    installed_peers,
+    peer_version,
+)
 from nepse_perf.bench.runner import reference_block, run_benchmark
 from nepse_perf.data import synthetic_prices
 from nepse_perf.indicators import layout, panel_from_frame
@@ -107,3 +114,17 @@ def test_small_panels_run_serially_and_give_the_same_bits() -> None:
         numba_parallel.compute_serial(panel, IndicatorParams(), b)
         np.testing.assert_array_equal(a, b)
     assert 3 * 100 < numba_parallel.PARALLEL_MIN_ROWS < 30 * 400
+
+
+def test_agreement_verdicts_follow_the_definitions(blocks: dict[str, np.ndarray]) -> None:
+    """agreement(): TA-Lib's own bits, a rounding, a warm-up, another definition."""
+    panel = panel_from_frame(synthetic_prices(6, 400, seed=4))
+    ref = blocks["talib"]
+    assert set(agreement(ref, ref, panel).values()) == {AGREEMENT[0]}
+    assert set(agreement(blocks["polars-talib"], ref, panel).values()) == {"bit-identical"}
+    tulip = agreement(blocks["tulipy"], ref, panel, settle=300)
+    assert tulip["macd"] == "differs" and tulip["atr"] == "converges"
+    assert tulip["sma"] == "rtol 1e-9"
+    nudged = ref.copy()
+    nudged[layout.RSI] *= 1 + 1e-12
+    assert agreement(nudged, ref, panel)["rsi"] == "rtol 1e-9"

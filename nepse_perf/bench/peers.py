@@ -30,7 +30,15 @@ from nepse_perf.indicators import layout
 from nepse_perf.indicators.panel import Panel
 from nepse_perf.indicators.params import IndicatorParams
 
-__all__ = ["PEERS", "Peer", "PeerInput", "installed_peers", "peer_version"]
+__all__ = [
+    "AGREEMENT",
+    "PEERS",
+    "Peer",
+    "PeerInput",
+    "agreement",
+    "installed_peers",
+    "peer_version",
+]
 
 
 @dataclass
@@ -309,6 +317,37 @@ PEERS: tuple[Peer, ...] = (
         jit=True,
     ),
 )
+
+
+#: The verdicts of :func:`agreement`, from the closest to TA-Lib to the farthest.
+AGREEMENT: tuple[str, ...] = ("bit-identical", "rtol 1e-9", "converges", "differs")
+
+
+def agreement(
+    block: np.ndarray, ref: np.ndarray, panel: Panel, settle: int = 500
+) -> dict[str, str]:
+    """Each output column's verdict against TA-Lib's block ``ref`` (:data:`AGREEMENT`).
+
+    "bit-identical": every value and NaN equal; "rtol 1e-9": the same NaNs and every value
+    within rtol/atol 1e-9; "converges": within 1e-9 on every bar from the ``settle``-th bar
+    of each symbol on (only the warm-up differs: another seed or first bar); "differs":
+    not even then (another definition).
+    """
+    rows, bar, _ = panel.valid_rows()
+    late = np.zeros(panel.n_rows, dtype=bool)
+    late[rows[bar >= settle]] = True
+    verdicts = {}
+    for k, col in enumerate(layout.OUTPUT_COLUMNS):
+        g, r = block[k], ref[k]
+        if np.array_equal(g, r, equal_nan=True):
+            verdicts[col] = AGREEMENT[0]
+        elif np.allclose(g, r, rtol=1e-9, atol=1e-9, equal_nan=True):
+            verdicts[col] = AGREEMENT[1]
+        elif late.any() and np.allclose(g[late], r[late], rtol=1e-9, atol=1e-9, equal_nan=True):
+            verdicts[col] = AGREEMENT[2]
+        else:
+            verdicts[col] = AGREEMENT[3]
+    return verdicts
 
 
 def peer_version(peer: Peer) -> str:
