@@ -6,12 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nepse_perf.data.calendar import (
+    MONDAY_FRIDAY,
+    SUNDAY_THURSDAY,
+    is_trading_weekday,
+    trading_weekdays,
+)
 from nepse_perf.lessons.hpa import (
     HPAConfig,
     HPAController,
     ScalingPolicy,
     desired_replicas,
     nepse_trading_day_load,
+    pod_from_capacity,
     replica_recommendation,
     simulate,
     summarise,
@@ -91,8 +98,51 @@ def test_trading_day_load_shape() -> None:
     assert opening > 10 * before and opening > 10 * after
     assert load.idxmax().hour == 11
     pd.testing.assert_series_equal(load, nepse_trading_day_load(1000.0, seed=1))
-    with pytest.raises(ValueError, match="Friday"):
-        nepse_trading_day_load(1000.0, date="2026-11-27")
+
+
+def test_trading_day_follows_the_calendar_of_its_date() -> None:
+    # Sunday-Thursday until the switch of 2026-04-10, Monday-Friday since
+    assert len(nepse_trading_day_load(1000.0, date="2026-03-29")) == 5 * 3600  # a Sunday
+    assert len(nepse_trading_day_load(1000.0, date="2026-11-27")) == 5 * 3600  # a Friday
+    with pytest.raises(ValueError, match="Friday; NEPSE trades Sunday-Thursday"):
+        nepse_trading_day_load(1000.0, date="2026-03-27")
+    with pytest.raises(ValueError, match="Sunday; NEPSE trades Monday-Friday"):
+        nepse_trading_day_load(1000.0, date="2026-11-29")
+    assert trading_weekdays("2026-04-09") == SUNDAY_THURSDAY
+    assert trading_weekdays(pd.Timestamp("2026-04-10 11:00", tz="Asia/Kathmandu")) == MONDAY_FRIDAY
+    assert is_trading_weekday("2026-04-05") and not is_trading_weekday("2026-04-12")
+
+
+def test_pod_from_the_capacity_record(tmp_path) -> None:
+    from nepse_perf.lessons.serving_experiments import capacity_summary, write_capacity
+
+    def sweep(points):
+        return pd.DataFrame(
+            [{"offered_rps": o, "achieved_rps": a, "p99_ms": p, "errors": 0} for o, a, p in points]
+        )
+
+    sweeps = {
+        "w1": sweep([(200, 200, 5), (800, 795, 20), (1600, 1200, 300)]),
+        "w2": sweep([(200, 200, 4), (800, 798, 9), (1600, 1590, 24), (2400, 1800, 400)]),
+    }
+    s = capacity_summary(sweeps, "w1", cores=2, p99_target_ms=25)
+    path = write_capacity(
+        tmp_path / "capacity.json",
+        configuration={"per_core_from": s.pop("per_core_from")},
+        machine={"usable_cores": 2},
+        sweeps=sweeps,
+        **s,
+    )
+    pod = pod_from_capacity(path)
+    assert pod.capacity_rps == 1590 / 2 and pod.meets_p99_target  # notebook 11's figure
+    # w2's points per core over the capacity; the saturated 2,400/s point is left out
+    assert pod.latency_curve == ((0.0, 4.0), (100 / 795, 4.0), (399 / 795, 9.0), (1.0, 24.0))
+    run = simulate(
+        nepse_trading_day_load(4000.0), pod.capacity_rps, latency_curve=pod.latency_curve
+    )
+    assert run["p99_ms"].max() == 1000.0 and run["p99_ms"].min() >= 4.0
+    with pytest.raises(ValueError, match="no capacity record"):
+        pod_from_capacity(tmp_path / "missing.json")
 
 
 def test_simulation_scales_for_the_opening_and_back_down() -> None:

@@ -23,21 +23,27 @@ capacity is shed (503). p99 latency per second is interpolated from a measured
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nepse_perf._infra.checks import positive_int
+from nepse_perf.data.calendar import is_trading_weekday, weekdays_name
 
 __all__ = [
     "HPAConfig",
     "HPAController",
+    "PodModel",
     "ScalingPolicy",
     "desired_replicas",
     "nepse_trading_day_load",
+    "pod_from_capacity",
     "replica_recommendation",
     "simulate",
     "summarise",
@@ -201,21 +207,24 @@ class HPAController:
 def nepse_trading_day_load(
     peak_rps: float,
     *,
-    date: str = "2026-11-29",
+    date: str = "2026-11-30",
     base_fraction: float = 0.05,
     seed: int = 0,
 ) -> pd.Series:
     """Offered requests/s, one value per second, 10:30-15:30 Nepal time on ``date``.
 
-    NEPSE trades Sunday-Thursday, 11:00-15:00 (UTC+05:45); ``date`` must be one of those
-    weekdays. The shape: ``base_fraction`` of ``peak_rps`` before the open and after the
+    NEPSE trades 11:00-15:00 (UTC+05:45) on the regular weekdays in force on ``date``
+    (:func:`nepse_perf.data.calendar.trading_weekdays`: Sunday-Thursday before 2026-04-10,
+    Monday-Friday since); ``date`` must be one of them (``ValueError`` otherwise). The shape: ``base_fraction`` of ``peak_rps`` before the open and after the
     close, an opening spike to ``peak_rps`` within a minute of 11:00 decaying towards 40 %
     (20-minute time constant), a closing build-up to 70 % over the last half hour, and
     seeded multiplicative noise (5 %). Index: tz-aware timestamps (Asia/Kathmandu).
     """
     day = pd.Timestamp(date)
-    if day.day_of_week not in (6, 0, 1, 2, 3):  # Sunday=6 ... Thursday=3
-        raise ValueError(f"{date} is a {day.day_name()}; NEPSE trades Sunday-Thursday")
+    if not is_trading_weekday(day):
+        raise ValueError(
+            f"{date} is a {day.day_name()}; NEPSE trades {weekdays_name(day)} on that date"
+        )
     index = pd.date_range(f"{date} 10:30", f"{date} 15:30", freq="1s", inclusive="left", tz=NPT)
     t = (index - index[0]).total_seconds().to_numpy() / 60.0  # minutes since 10:30
     open_m, close_m = 30.0, 270.0
@@ -316,3 +325,59 @@ def summarise(run: pd.DataFrame, p99_target_ms: float = 25.0) -> dict:
         "requests_shed": float(run["shed_rps"].sum()),
         "share_shed": float(run["shed_rps"].sum() / max(run["offered_rps"].sum(), 1e-12)),
     }
+
+
+@dataclass(frozen=True)
+class PodModel:
+    """What :func:`simulate` needs to know of one pod, from the service's capacity record.
+
+    ``capacity_rps``: the rate one pod (one core) sustains, the record's per-core figure;
+    ``latency_curve``: (utilization, p99 ms) points measured up to that rate;
+    ``meets_p99_target``: whether the rate was met within the record's p99 target (False:
+    it is a peak throughput); ``basis``: where the figure comes from, in words.
+    """
+
+    capacity_rps: float
+    latency_curve: tuple[tuple[float, float], ...]
+    meets_p99_target: bool | None
+    basis: str
+
+
+def pod_from_capacity(path: str | os.PathLike[str] | None = None) -> PodModel:
+    """The pod of the HPA simulation from ``results/serving/capacity.json`` (or ``path``).
+
+    One figure feeds both the cost model of notebook 11 and this simulation: the capacity is
+    :func:`nepse_perf.lessons.costs.serving_throughput`'s per-core rate (the manifests give a
+    pod one worker and a CPU limit of one core). The latency curve comes from the record's
+    sweep of the configuration that rate was taken from (``configuration.per_core_from``):
+    each point's achieved rate per usable core over the capacity is its utilization, points
+    above the capacity are left out, and ``(0, lowest p99)`` starts the curve. ``ValueError``
+    when the file is missing or holds no sweep for that configuration.
+    """
+    from nepse_perf.lessons.costs import CAPACITY_FILE, serving_throughput
+
+    p = Path(path) if path else CAPACITY_FILE
+    rate = serving_throughput(p)
+    if rate is None:
+        raise ValueError(f"{p}: no capacity record (run notebook 10 to measure one)")
+    record = json.loads(p.read_text(encoding="utf-8"))
+    label = record.get("configuration", {}).get("per_core_from")
+    cores = record.get("machine", {}).get("usable_cores") or 1
+    sweep = record.get("sweeps", {}).get(label)
+    if not sweep:
+        raise ValueError(f"{p}: no sweep for the configuration {label!r}")
+    cap = rate["predictions_per_s"]
+    points = sorted(
+        (float(r["achieved_rps"]) / cores / cap, float(r["p99_ms"]))
+        for r in sweep
+        if r.get("p99_ms") is not None and float(r["achieved_rps"]) / cores <= cap * (1 + 1e-12)
+    )
+    if not points:
+        raise ValueError(f"{p}: the sweep of {label!r} has no point up to the capacity")
+    lowest = min(p99 for _, p99 in points)
+    return PodModel(
+        capacity_rps=cap,
+        latency_curve=((0.0, lowest), *points),
+        meets_p99_target=rate["meets_p99_target"],
+        basis=rate["basis"],
+    )
