@@ -13,6 +13,7 @@ from nepse_perf.bench.loadtest import (
     check_loopback_url,
     features_body,
     format_result,
+    result_from_events,
     run_loadtest,
     run_wrk,
     sample_feature_rows,
@@ -140,3 +141,20 @@ def test_capacity_from_sweeps(tmp_path) -> None:
             machine={},
             **{**kw, "per_worker_rps": float("nan")},
         )
+
+
+def test_result_from_events_uses_the_scheduled_send_time() -> None:
+    # four requests due every 10 ms; the third waited 50 ms for a connection before it went out
+    scheduled = np.array([0.0, 0.01, 0.02, 0.03])
+    sent = np.array([0.0, 0.01, 0.07, 0.03])
+    done = np.array([0.002, 0.012, 0.072, np.nan])  # the last one got no answer
+    status = np.array([200, 200, 503, 0])
+    r = result_from_events(
+        scheduled, sent, done, status, url="http://127.0.0.1:1/", rate=100.0, retry=[0, 0, 1, 0]
+    )
+    assert r.scheduled == 4 and r.completed_ok == 2 and r.shed == 1
+    assert r.max_ms == pytest.approx(52.0)  # from the schedule, the wait included
+    assert r.service_p99_ms == pytest.approx(np.percentile([2.0, 2.0, 2.0], 99))
+    assert r.max_send_lag_ms == pytest.approx(50.0)
+    assert r.errors == {"503": 1} and r.answered_share == 0.75
+    assert r.achieved_rps == pytest.approx(2 / 0.072)

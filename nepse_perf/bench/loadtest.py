@@ -47,6 +47,7 @@ __all__ = [
     "check_loopback_url",
     "features_body",
     "format_result",
+    "result_from_events",
     "run_coroutine",
     "run_loadtest",
     "run_wrk",
@@ -476,6 +477,43 @@ def _result(
         shed=int(shed.sum()),
         answered_share=float(((samples.status == 200) | shed).mean()),
     )
+
+
+def result_from_events(
+    scheduled: np.ndarray,
+    sent: np.ndarray,
+    done: np.ndarray,
+    status: np.ndarray,
+    *,
+    url: str,
+    rate: float,
+    retry: np.ndarray | None = None,
+    rows: int = 1,
+    connections: int = 1,
+) -> LoadResult:
+    """The :class:`LoadResult` of recorded events, by the definitions of :func:`run_loadtest`.
+
+    One entry per request (seconds on one clock): ``scheduled`` send time, actual ``sent``
+    time, ``done`` (end of the response; NaN for none) and the answer's ``status`` (0:
+    none); ``retry`` whether it carried ``Retry-After``. Latency runs from ``scheduled``,
+    service time from ``sent``; the run starts at the first scheduled send and its
+    duration is ``len(scheduled) / rate``. Lets a notebook check its own scheduler's
+    numbers against the package's on the same events.
+    """
+    scheduled, sent, done = (np.asarray(a, dtype=np.float64) for a in (scheduled, sent, done))
+    n = len(scheduled)
+    samples = _Samples.empty(n)
+    samples.latency[:] = done - scheduled
+    samples.service[:] = done - sent
+    samples.lag[:] = sent - scheduled
+    samples.status[:] = np.asarray(status, dtype=np.int16)
+    if retry is not None:
+        samples.retry[:] = np.asarray(retry, dtype=bool)
+    answered = samples.status > 0
+    samples.errors = Counter(str(s) for s in samples.status[answered & (samples.status != 200)])
+    samples.start = float(scheduled.min()) if n else 0.0
+    samples.last_done = float(np.nanmax(done)) if np.isfinite(done).any() else samples.start
+    return _result(samples, url, rate, n / rate, rows, connections)
 
 
 _WRK_SCRIPT = """wrk.method = "POST"
