@@ -114,9 +114,9 @@ COMPARATIVE: re.Pattern[str] = re.compile(
     re.IGNORECASE,
 )
 
-#: Notebooks whose markdown is held to the comparative rule (08 and 10 join with their issue).
+#: Notebooks whose markdown is held to the comparative rule (08 joins with its issue).
 COMPARATIVE_SCOPE: tuple[str, ...] = (
-    "00_", "01_", "02_", "03_", "03b_", "04_", "05_", "05b_", "06_", "07_", "09_", "11_",
+    "00_", "01_", "02_", "03_", "03b_", "04_", "05_", "05b_", "06_", "07_", "09_", "10_", "11_",
 )  # fmt: skip
 
 #: notebook stem -> ((phrase regex, reason), ...): comparatives that state no measurement.
