@@ -13,7 +13,54 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MLPClassifier", "train_module"]
+
+
+def train_module(
+    module: Any,
+    Xs: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "cpu",
+) -> list[float]:
+    """Train ``module`` in place with Adam on binary cross-entropy; per-epoch mean losses.
+
+    ``Xs`` are standardised float32 inputs (rows x features), ``y`` the 0/1 targets. Each
+    epoch visits the rows in the order of a permutation drawn from a CPU generator seeded
+    with ``seed``, and each batch is one slice of the tensors by a batch of indices (no
+    ``DataLoader``, no per-sample stacking). ``device`` (``"cpu"`` or ``"cuda"``) is where
+    the module, the tensors and the arithmetic live; the permutation is drawn on the CPU and
+    copied once per epoch, so CPU and GPU runs visit the same batches. The losses are summed on
+    the device and read once per epoch (no synchronisation per step). Leaves the module in
+    evaluation mode.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    module.to(device)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    xt = torch.from_numpy(np.ascontiguousarray(Xs, dtype=np.float32)).to(device)
+    yt = torch.from_numpy(np.asarray(y, dtype=np.float32)).reshape(-1, 1).to(device)
+    losses = []
+    module.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=gen).to(device)
+        total = torch.zeros((), device=device)
+        for start in range(0, len(xt), batch_size):
+            idx = perm[start : start + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(module(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        losses.append(float(total) / len(xt))
+    module.eval()
+    return losses
 
 
 @dataclass
@@ -69,22 +116,11 @@ class MLPClassifier:
         torch.set_num_threads(1)
         try:
             torch.manual_seed(self.seed)
-            gen = torch.Generator().manual_seed(self.seed)
             module = self._build(X.shape[1])
-            opt = torch.optim.Adam(module.parameters(), lr=self.lr)
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-            xt = torch.from_numpy(Xs)
-            yt = torch.from_numpy(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
-            module.train()
-            for _ in range(self.epochs):
-                perm = torch.randperm(len(xt), generator=gen)
-                for start in range(0, len(xt), self.batch_size):
-                    idx = perm[start : start + self.batch_size]
-                    opt.zero_grad()
-                    loss = loss_fn(module(xt[idx]), yt[idx])
-                    loss.backward()
-                    opt.step()
-            module.eval()
+            train_module(
+                module, Xs, y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                seed=self.seed,
+            )  # fmt: skip
         finally:
             torch.set_num_threads(threads)
         self.module_ = module
