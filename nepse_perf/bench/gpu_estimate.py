@@ -5,7 +5,9 @@ Notebook 08 asks "how many symbols before the GPU wins?". Without a measured
 one call of the ``gpu`` backend does, each part priced from a named source:
 
 * **host layout** (rearranging the panel time-major, inputs and outputs): the per-row cost
-  *measured on this machine* for the inputs, scaled to the 13 series that are laid out;
+  *measured on this machine*, either of the backend's whole layout (3 inputs gathered, 10
+  outputs scattered back: ``layout_s_per_row``) or of the inputs alone, scaled to the 13
+  series that are laid out (``layout_s_per_input_row``);
 * **copies** (prices to the card, ten outputs back): bytes counted by
   ``gpu_transfer_bytes`` over the *published* PCIe rate of the slot;
 * **kernel**: one thread per symbol walks its bars in order, so with few symbols the time is
@@ -99,23 +101,32 @@ H200_SXM = DeviceSpec(
 )
 
 
+def _layout_seconds(rows: int, per_row: float | None, per_input_row: float | None) -> float:
+    """Host layout seconds for ``rows`` rows from exactly one of the two measured costs."""
+    if (per_row is None) == (per_input_row is None):
+        raise ValueError("give exactly one of layout_s_per_row and layout_s_per_input_row")
+    return per_row * rows if per_row is not None else per_input_row * rows * 13 / 3
+
+
 def estimate_gpu_seconds(
     n_symbols: int,
     n_days: int,
     spec: DeviceSpec,
     *,
-    layout_s_per_input_row: float,
+    layout_s_per_input_row: float | None = None,
+    layout_s_per_row: float | None = None,
 ) -> dict[str, float]:
     """Estimated seconds of one ``gpu`` backend call on ``n_symbols`` x ``n_days``, by part.
 
-    Returns ``layout`` (host, from the measured per-row cost of laying out the 3 input series
-    scaled to all 13), ``copies`` (both directions at the spec's PCIe rate), ``kernel``
-    (the longer of one thread's chain, ``n_days * ASSUMED_CYCLES_PER_BAR`` cycles, and the
-    memory and FP64 bounds of all rows, plus the launch cost; symbols beyond the card's thread
-    slots run in further waves) and ``total``. Seconds throughout.
+    Returns ``layout`` (host: ``layout_s_per_row``, the measured per-row cost of the whole
+    layout, inputs and outputs, or ``layout_s_per_input_row``, that of the 3 input series
+    scaled to all 13; give exactly one), ``copies`` (both directions at the spec's PCIe
+    rate), ``kernel`` (the longer of one thread's chain, ``n_days * ASSUMED_CYCLES_PER_BAR``
+    cycles, and the memory and FP64 bounds of all rows, plus the launch cost; symbols beyond
+    the card's thread slots run in further waves) and ``total``. Seconds throughout.
     """
     rows = n_symbols * n_days
-    layout = layout_s_per_input_row * rows * 13 / 3
+    layout = _layout_seconds(rows, layout_s_per_row, layout_s_per_input_row)
     copies = rows * BYTES_PER_ROW_FLOAT64 / (PCIE_GBPS[spec.pcie] * 1e9)
     waves = -(-n_symbols // spec.thread_slots)
     chain = waves * n_days * ASSUMED_CYCLES_PER_BAR / (spec.boost_ghz * 1e9)
@@ -163,17 +174,24 @@ def estimate_table(
     spec: DeviceSpec,
     curve: tuple[np.ndarray, np.ndarray],
     *,
-    layout_s_per_input_row: float,
+    layout_s_per_input_row: float | None = None,
+    layout_s_per_row: float | None = None,
 ) -> pd.DataFrame:
     """Seconds per call against panel width: the measured CPU curve and the GPU estimate.
 
     Columns ``cpu (measured curve)`` (:func:`cpu_seconds`), ``gpu kernel only (estimate)``,
     ``gpu total (estimate)``, indexed by symbol count; every GPU figure is an estimate from
-    :func:`estimate_gpu_seconds`.
+    :func:`estimate_gpu_seconds` (which takes the layout cost the same two ways).
     """
     out = {}
     for s in symbols:
-        est = estimate_gpu_seconds(s, n_days, spec, layout_s_per_input_row=layout_s_per_input_row)
+        est = estimate_gpu_seconds(
+            s,
+            n_days,
+            spec,
+            layout_s_per_input_row=layout_s_per_input_row,
+            layout_s_per_row=layout_s_per_row,
+        )
         out[s] = {
             "cpu (measured curve)": cpu_seconds(curve, s * n_days),
             "gpu kernel only (estimate)": est["kernel"],

@@ -48,6 +48,7 @@ __all__ = [
     "load_sweep",
     "panel_size_sweep",
     "plot_sweep",
+    "run_in_cuda_simulator",
     "simulated_gpu_report",
     "summary_rows",
     "sweep_table",
@@ -448,21 +449,19 @@ print(json.dumps({
 """
 
 
-def simulated_gpu_report(timeout: float = 300, python_args: Sequence[str] = ()) -> dict[str, Any]:
-    """Run the ``gpu`` backend on the real NEPSE sample in Numba's CUDA simulator; report.
+def run_in_cuda_simulator(
+    code: str, timeout: float = 300, python_args: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run ``code`` in a child Python with ``NUMBA_ENABLE_CUDASIM=1``; its last line as JSON.
 
-    A child Python process with ``NUMBA_ENABLE_CUDASIM=1`` (the simulator must be chosen
-    before Numba is imported, so it cannot run in this process) computes the pipeline with
-    the ``gpu`` backend in float64 and in float32 storage and compares both with TA-Lib.
-    Returns the child's JSON: ``device``, ``rows``, ``symbols``, ``f64_agrees``,
-    ``f64_max_abs_diff``, ``f32_agrees``, per-column ``f32_max_abs_diff`` and
-    ``ref_max_abs`` (the column's largest absolute TA-Lib value) and ``checksums``
-    (column -> [count, sum]). The child's stderr is captured; a failure raises
-    ``RuntimeError`` with its end. ``python_args`` go before the script (e.g. ``-W error``).
+    The simulator must be chosen before Numba is imported, so it cannot run in this process.
+    ``code`` prints one JSON document as its last line of output; the child's stderr is
+    captured, and a failure raises ``RuntimeError`` with its end. ``python_args`` go before
+    the code (e.g. ``-W error``). The child runs in the caller's environment otherwise.
     """
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run(
-        [sys.executable, *python_args, "-c", _SIMULATED],
+        [sys.executable, *python_args, "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -474,6 +473,20 @@ def simulated_gpu_report(timeout: float = 300, python_args: Sequence[str] = ()) 
             f"the CUDA-simulator run failed (exit {proc.returncode}): {proc.stderr[-2000:]}"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def simulated_gpu_report(timeout: float = 300, python_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the ``gpu`` backend on the real NEPSE sample in Numba's CUDA simulator; report.
+
+    A child Python process (:func:`run_in_cuda_simulator`) computes the pipeline with
+    the ``gpu`` backend in float64 and in float32 storage and compares both with TA-Lib.
+    Returns the child's JSON: ``device``, ``rows``, ``symbols``, ``f64_agrees``,
+    ``f64_max_abs_diff``, ``f32_agrees``, per-column ``f32_max_abs_diff`` and
+    ``ref_max_abs`` (the column's largest absolute TA-Lib value) and ``checksums``
+    (column -> [count, sum]). A failure raises ``RuntimeError`` with the end of the child's
+    stderr. ``python_args`` go before the script (e.g. ``-W error``).
+    """
+    return run_in_cuda_simulator(_SIMULATED, timeout, python_args)
 
 
 def format_sweep(results: pd.DataFrame) -> str:
