@@ -1,5 +1,6 @@
-"""``nepse-perf bench`` (race the backends on one panel) and ``nepse-perf sweep`` (time
-against panel size, CPU vs GPU)."""
+"""``nepse-perf bench`` (race the backends on one panel), ``nepse-perf sweep`` (time
+against panel size, CPU vs GPU) and ``nepse-perf gpu-workloads`` (time the MLP and the
+batched matrix product on the CPU and the GPU)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,47 @@ LOAD_REPEAT = 3
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``bench`` and ``sweep`` with the ``nepse-perf`` parser."""
+    """Register ``bench``, ``sweep`` and ``gpu-workloads`` with the ``nepse-perf`` parser."""
     _add_bench_parser(sub)
     _add_sweep_parser(sub)
+    _add_workloads_parser(sub)
+
+
+def _add_workloads_parser(sub: argparse._SubParsersAction) -> None:
+    w = add_command(
+        sub,
+        "gpu-workloads",
+        _cmd_workloads,
+        help="time the MLP's training and batched covariance windows on CPU and GPU",
+        description="Time notebook 08's GPU workloads (the project's MLP and a wide one "
+        "trained for a fixed number of epochs; rolling covariance matrices of every symbol's "
+        "returns, one batched matrix product per batch of windows) on the CPU and the CUDA "
+        "GPU, and write workloads.json. Without a CUDA GPU it stops at once with exit status "
+        "2 and says why (--allow-cpu records the CPU alone).",
+    )
+    w.add_argument("--out", type=Path, default=Path("results/gpu"), metavar="DIR",
+                   help="output directory (default results/gpu/)")  # fmt: skip
+    w.add_argument("--check", action="store_true", help="only check for a usable GPU, then exit")
+    w.add_argument("--allow-cpu", action="store_true", help="record the CPU alone without a GPU")
+    w.add_argument("--repeat", type=positive_int, default=3, metavar="N",
+                   help="timed repeats (default 3)")  # fmt: skip
+
+
+def _cmd_workloads(args: argparse.Namespace) -> int:
+    from nepse_perf.lessons.gpu_workloads import gpu_problems, record_workloads
+
+    problems = gpu_problems()
+    if problems and not args.allow_cpu:
+        raise UsageError("no usable CUDA GPU here: " + "; ".join(problems))
+    if args.check:
+        print("a usable CUDA GPU: numba.cuda and PyTorch both see it")
+        return 0
+    try:
+        path = record_workloads(args.out, repeat=args.repeat)
+    except OSError as exc:
+        return report_error("gpu-workloads", f"cannot write to {args.out}: {exc}")
+    print(f"wrote {path}")
+    return 0
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
