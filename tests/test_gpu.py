@@ -63,3 +63,34 @@ def test_simulated_kernel_matches_talib(tmp_path) -> None:
 def test_without_gpu_the_error_says_so() -> None:
     with pytest.raises(GPUUnavailableError, match=r"needs an NVIDIA GPU.*NUMBA_ENABLE_CUDASIM=1"):
         compute_indicators(synthetic_prices(2, 40), "gpu")
+
+
+def test_compiled_layout_equals_the_numpy_scatter() -> None:
+    """The backend's compiled time-major gather and scatter-back give the NumPy backend's layout."""
+    import numpy as np
+    from conftest import make_prices
+
+    from nepse_perf.indicators import panel_from_frame
+    from nepse_perf.indicators.backends.gpu import from_device_layout, to_device_layout
+    from nepse_perf.indicators.backends.numpy import to_time_major
+    from nepse_perf.indicators.layout import N_OUT
+
+    rng = np.random.default_rng(2)
+    walk = np.round(300 * np.exp(np.cumsum(rng.normal(0, 0.02, 60))), 1)
+    late = walk.copy()
+    late[:6] = np.nan
+    panel = panel_from_frame(make_prices({"A": walk, "B": walk[:25], "C": walk[:1], "LATE": late}))
+    *grids, lengths = to_device_layout(panel)
+    assert list(lengths) == list(panel.offsets[1:] - panel.starts)
+    for grid, values in zip(grids, (panel.close, panel.high, panel.low), strict=True):
+        old, (rows, bar, sym) = to_time_major(panel, values)
+        assert grid.shape == old.shape
+        assert np.array_equal(grid[bar, sym], old[bar, sym])  # every valid cell, bit for bit
+    # back: outputs scattered to panel order, leading rows (before a symbol's first bar) NaN
+    stacked = np.stack([grids[0] * (k + 1) for k in range(N_OUT)])
+    out = np.zeros((N_OUT, panel.n_rows))
+    from_device_layout(stacked, panel, out)
+    expected = np.full((N_OUT, panel.n_rows), np.nan)
+    for k in range(N_OUT):
+        expected[k, rows] = stacked[k][bar, sym]
+    assert np.array_equal(out, expected, equal_nan=True)
