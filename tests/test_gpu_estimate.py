@@ -13,6 +13,7 @@ from nepse_perf.bench.gpu_estimate import (
     PCIE_GBPS,
     cpu_curve,
     cpu_seconds,
+    estimate_covariance_seconds,
     estimate_crossover,
     estimate_gpu_seconds,
     estimate_table,
@@ -75,3 +76,15 @@ def test_crossover_needs_every_wider_width() -> None:
     )
     assert estimate_crossover(table, "gpu") == 100
     assert estimate_crossover(table.iloc[:2], "gpu") is None
+
+
+def test_layout_per_row_and_covariance_estimates() -> None:
+    whole = estimate_gpu_seconds(300, 2_500, H200_SXM, layout_s_per_row=13e-9)
+    inputs = estimate_gpu_seconds(300, 2_500, H200_SXM, layout_s_per_input_row=3e-9)
+    assert whole["layout"] == pytest.approx(inputs["layout"]) == pytest.approx(13e-9 * 750_000)
+    with pytest.raises(ValueError, match="exactly one"):
+        estimate_gpu_seconds(3, 10, H200_SXM)
+    est = estimate_covariance_seconds(500, 2_500, 250, 50, H200_SXM)
+    assert est["compute"] == pytest.approx(2 * 500**2 * 250 * 46 / 34e12)
+    assert est["copies"] == pytest.approx(8 * (2_500 * 500 + 46 * 500**2) / 63e9)
+    assert est["total"] == pytest.approx(est["compute"] + est["copies"] + ASSUMED_LAUNCH_S)

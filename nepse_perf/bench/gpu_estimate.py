@@ -39,6 +39,7 @@ __all__ = [
     "DeviceSpec",
     "cpu_curve",
     "cpu_seconds",
+    "estimate_covariance_seconds",
     "estimate_crossover",
     "estimate_gpu_seconds",
     "estimate_table",
@@ -214,3 +215,21 @@ def estimate_crossover(table: pd.DataFrame, column: str) -> int | None:
     while first > 0 and wins[first - 1]:
         first -= 1
     return int(table.index[first])
+
+
+def estimate_covariance_seconds(
+    n_symbols: int, n_days: int, window: int, step: int, spec: DeviceSpec
+) -> dict[str, float]:
+    """Estimated seconds of ``covariance_windows`` on the card ``spec``, returns starting on the host.
+
+    ``compute``: ``2 * symbols^2 * window`` float64 operations per window at the published
+    FP64 rate (non-tensor; an upper bound on the time, the matrix units could do better);
+    ``copies``: the returns to the card and every window's matrix back at the slot's PCIe
+    rate; ``total`` adds the launch cost. From the specification alone: an estimate.
+    """
+    windows = (n_days - window) // step + 1
+    flops = 2.0 * n_symbols * n_symbols * window * windows
+    nbytes = 8.0 * (n_days * n_symbols + windows * n_symbols * n_symbols)
+    compute = flops / (spec.fp64_tflops * 1e12)
+    copies = nbytes / (PCIE_GBPS[spec.pcie] * 1e9)
+    return {"compute": compute, "copies": copies, "total": compute + copies + ASSUMED_LAUNCH_S}
