@@ -105,7 +105,9 @@ gpu-sweep:
 		"install the package and its GPU wheels first (README)" >&2; exit 2; }
 	$(VENV)/bin/nepse-perf gpu-workloads --check
 	timeout $(GPU_SWEEP_S) $(VENV)/bin/nepse-perf sweep --symbols $(GPU_SWEEP_SYMBOLS) --days 2500 \
-		--backends numba_parallel,talib,gpu --repeat 5 --out results/gpu
+		--backends numba_parallel,talib,gpu --repeat 5 --out results/gpu || { rc=$$?; \
+		test $$rc -eq 124 || exit $$rc; echo "make gpu-sweep: the sweep reached its $(GPU_SWEEP_S) s" \
+		"limit; results/gpu/sweep.json keeps the widths it finished" >&2; }
 	timeout $(GPU_WORKLOADS_S) $(VENV)/bin/nepse-perf gpu-workloads --out results/gpu
 
 clean:
