@@ -399,3 +399,55 @@ def test_a_tampered_manifest_is_refused_by_name(
         verify_output(out)
     status, err = _batch_cli(capsys, str(panel_file), "--out", str(out))
     assert status == 2 and "invalid manifest" in err and message in err
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp"])
+def test_a_spot_notice_in_the_metadata_stops_between_chunks(
+    provider: str, reference: dict, panel_file: Path, serving_model_dir: Path, tmp_path: Path
+) -> None:
+    """--spot-notice polls a loopback stand-in of the metadata service; a notice stops the
+    job after the chunk in flight (exit 75), and a rerun finishes it byte for byte."""
+    from nepse_perf.cloud.spot import FakeMetadataServer
+
+    out = tmp_path / "out"
+    with FakeMetadataServer() as metadata:
+        spot = ["--spot-notice", provider, "--metadata-url", metadata.base, "--spot-poll-s", "0.05"]
+        cmd = _cmd(panel_file, out, serving_model_dir, *spot)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        _wait_for_chunk(proc)
+        metadata.announce("terminate", "2026-12-03T10:00:00Z")
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == EXIT_PREEMPTED, err
+    assert f"spot notice ({provider}:" in err and "rerun to resume" in err
+    assert ("at 2026-12-03T10:00:00Z" in err) == (provider == "aws")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert 0 < len(manifest["chunks"]) < manifest["n_chunks"]
+    assert not list(out.glob(TMP_PREFIX + "*"))
+    _finish(panel_file, out, serving_model_dir, reference)
+
+
+def test_the_spot_watcher_reads_both_clouds_and_survives_no_metadata() -> None:
+    from nepse_perf.cloud.spot import FakeMetadataServer, SpotNoticeWatcher, read_notice
+
+    with FakeMetadataServer() as metadata:
+        assert read_notice("aws", metadata.base) is None
+        assert read_notice("gcp", metadata.base) is None
+        metadata.announce("stop", "2026-12-03T10:00:00Z")
+        notice = read_notice("aws", metadata.base)
+        assert (notice.action, notice.time) == ("stop", "2026-12-03T10:00:00Z")
+        assert read_notice("gcp", metadata.base).action == "preempted"
+    with pytest.raises(ValueError, match="unknown provider 'azure'"):
+        read_notice("azure")
+    watcher = SpotNoticeWatcher("aws", "http://127.0.0.1:9", interval_s=0.02).start()
+    time.sleep(0.2)
+    watcher.stop()
+    assert watcher.errors > 0 and not watcher.should_stop()
+
+
+def test_metadata_url_needs_spot_notice(
+    capsys: pytest.CaptureFixture[str], panel_file: Path, tmp_path: Path
+) -> None:
+    code, err = _batch_cli(
+        capsys, str(panel_file), "--out", str(tmp_path / "o"), "--metadata-url", "http://x"
+    )
+    assert code == 2 and "--metadata-url needs --spot-notice" in err

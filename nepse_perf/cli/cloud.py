@@ -1,8 +1,10 @@
 """``nepse-perf batch``: the resumable nightly job (indicators, optionally predictions) per chunk.
 
 Exit status: 0 finished, 2 usage or input error (one line on stderr), 75 (``EX_TEMPFAIL``,
-"try again") stopped by SIGTERM (a shutdown, a node drain: a spot VM's end) after finishing or abandoning the chunk in
-flight; rerun the same command to resume.
+"try again") stopped by SIGTERM (a shutdown, a node drain: a spot VM's end) after finishing or
+abandoning the chunk in flight, or by a spot notice read from the instance metadata
+(``--spot-notice aws|gcp``, polled every ``--spot-poll-s`` seconds) after finishing the chunk
+in flight; rerun the same command to resume.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-from nepse_perf.cli.args import add_command, positive_int, progress_printer, usage_errors
+from nepse_perf.cli.args import (
+    UsageError,
+    add_command,
+    positive_float,
+    positive_int,
+    progress_printer,
+    usage_errors,
+)
 from nepse_perf.pipeline import DEFAULT_BACKEND
 
 __all__ = ["EXIT_PREEMPTED", "add_parsers"]
@@ -61,7 +70,49 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--force", action="store_true", help="delete this job's files in --out and start over"
     )
+    b.add_argument(
+        "--spot-notice",
+        choices=("aws", "gcp"),
+        help="poll this cloud's instance metadata for a spot interruption notice and stop "
+        "between chunks when one appears (AWS: spot/instance-action; GCP: instance/preempted)",
+    )
+    b.add_argument(
+        "--metadata-url",
+        metavar="URL",
+        help="with --spot-notice: the metadata service's base URL (default: the cloud's own "
+        "link-local address; a loopback stand-in in the tests)",
+    )
+    b.add_argument(
+        "--spot-poll-s",
+        type=positive_float,
+        default=5.0,
+        metavar="S",
+        help="with --spot-notice: seconds between polls (default 5)",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+class _NoWatcher:
+    """What ``_cmd_batch`` uses without ``--spot-notice``: never a notice."""
+
+    notice = None
+
+    def should_stop(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        return None
+
+
+def _spot_watcher(args: argparse.Namespace):
+    """A started :class:`~nepse_perf.cloud.spot.SpotNoticeWatcher` for ``--spot-notice``."""
+    if args.spot_notice is None:
+        if args.metadata_url is not None:
+            raise UsageError("--metadata-url needs --spot-notice aws|gcp")
+        return _NoWatcher()
+    from nepse_perf.cloud.spot import SpotNoticeWatcher
+
+    return SpotNoticeWatcher(args.spot_notice, args.metadata_url, args.spot_poll_s).start()
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -76,6 +127,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         if len(notices) > 1:
             raise _Abandon()
 
+    watcher = _spot_watcher(args)
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         with usage_errors(BatchError):
@@ -86,7 +138,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 model_dir=args.predict,
                 force=args.force,
-                should_stop=lambda: bool(notices),
+                should_stop=lambda: bool(notices) or watcher.should_stop(),
                 progress=say,
             )
     except _Abandon:
@@ -98,6 +150,17 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         return EXIT_PREEMPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        watcher.stop()
+    if result.stopped and watcher.notice is not None and not notices:
+        n = watcher.notice
+        print(
+            f"nepse-perf batch: spot notice ({n.provider}: {n.action}"
+            + (f" at {n.time}" if n.time else "")
+            + f"): stopped with {len(result.skipped) + len(result.done)} of {result.n_chunks} "
+            f"chunks finished; rerun to resume (exit {EXIT_PREEMPTED})",
+            file=sys.stderr,
+        )
+        return EXIT_PREEMPTED
     if result.stopped or (notices and not result.complete):
         print(
             f"nepse-perf batch: SIGTERM: stopped with {len(result.skipped) + len(result.done)} "
