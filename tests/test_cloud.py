@@ -22,7 +22,11 @@ from nepse_perf.lessons import costs
 def test_shipped_tables_are_dated_and_sourced() -> None:
     inst = costs.load_instances()
     assert len(inst) >= 8 and set(inst["family"]) >= {"compute", "memory", "gpu"}
-    assert (inst["spot_usd_h"] < inst["on_demand_usd_h"]).all()
+    quoted = inst["spot_basis"] != "none"
+    assert (inst["spot_usd_h"][quoted] < inst["on_demand_usd_h"][quoted]).all()
+    assert inst.loc[~quoted, "spot_usd_h"].isna().all()
+    assert set(inst["spot_basis"]) <= {"ratio", "none"}
+    assert inst.loc[inst["provider"] == "gcp", "spot_basis"].eq("none").all()  # no AWS ratio
     assert inst["source"].str.startswith("https://").all()
     assert pd.to_datetime(inst["price_date"]).notna().all()
     gpu = inst[inst["family"] == "gpu"]
@@ -66,7 +70,10 @@ def test_cost_table_arithmetic_and_gpu_label() -> None:
     assert math.isclose(row["usd_per_million_on_demand"], 0.08925 / (200_000 * 3600) * 1e6)
     assert math.isclose(row["nightly_s"], 1_000_000 / 1_000_000.0)
     assert math.isclose(row["nightly_usd_on_demand"], 0.08925 * 60 / 3600)  # 60 s minimum
-    assert (table["usd_per_million_spot"] < table["usd_per_million_on_demand"]).all()
+    quoted = (inst["spot_basis"] != "none").to_numpy()
+    spot = table["usd_per_million_spot"].to_numpy()
+    assert (spot[quoted] < table["usd_per_million_on_demand"].to_numpy()[quoted]).all()
+    assert np.isnan(spot[~quoted]).all()  # no spot price quoted, none derived
     gpu = table[table["family"] == "gpu"]
     assert gpu["throughput_basis"].str.startswith("estimate (GPU specification").all()
     cpu = table[table["family"] != "gpu"]

@@ -111,14 +111,22 @@ def load_instances(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     One row per instance type: vCPUs, memory (GiB), GPU model and its memory bandwidth
     (GB/s, specification) where it has one, on-demand and spot price (USD per hour), how the
     spot price was obtained, region, ``price_date`` (YYYY-MM-DD) and ``source`` (URL).
-    A missing column, an empty field or a bad number raises ``ValueError`` naming the file,
-    line and column.
+    ``spot_basis`` is ``ratio`` (the on-demand price times AWS's published example ratio),
+    or ``none`` with an empty ``spot_usd_h`` (NaN: no spot price is quoted, e.g. for GCP,
+    whose Spot prices follow no AWS ratio and had no verifiable copy here). A missing column,
+    an empty field (a spot price only with ``spot_basis`` ``none``) or a bad number raises
+    ``ValueError`` naming the file, line and column.
     """
-    return _read_table(
-        Path(path) if path else DATA_DIR / "instances.csv",
-        _INSTANCE_COLUMNS,
-        optional=("gpu", "gpu_mem_bw_gbs"),
-    )
+    path = Path(path) if path else DATA_DIR / "instances.csv"
+    frame = _read_table(path, _INSTANCE_COLUMNS, optional=("gpu", "gpu_mem_bw_gbs", "spot_usd_h"))
+    unquoted = frame["spot_basis"] == "none"
+    bad = frame["spot_usd_h"].isna() != unquoted
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy())) + 2
+        raise ValueError(
+            f"{path}: line {row}: spot_usd_h must be empty exactly when spot_basis is 'none'"
+        )
+    return frame
 
 
 def load_managed(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
