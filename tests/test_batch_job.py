@@ -138,7 +138,9 @@ def test_sigkill_at_random_instants_then_resume(
     assert kills >= KILLS, f"only {kills} kills landed (seed {seed}, log {log})"
     finished = [n for _, n in log]
     assert finished == sorted(finished), f"a kill lost recorded chunks: {log}"
-    assert finished[-1] < reference["manifest"]["n_chunks"], "the job finished before the kills"
+    # at least the first kill came before the last chunk was recorded, so the resume below
+    # really redoes work (a later kill on a loaded machine may land after the last record)
+    assert finished[0] < reference["manifest"]["n_chunks"], "the job finished before the kills"
 
     _finish(panel_file, out, serving_model_dir, reference)
     got = read_output(out)
