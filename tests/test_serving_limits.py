@@ -286,3 +286,33 @@ def test_serve_cli_documents_the_limits() -> None:
         "--cpus",
     ):
         assert flag in done.stdout
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (T: stopped)."""
+    from pathlib import Path
+
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_paused_stops_a_process_for_the_stall_and_always_resumes_it() -> None:
+    """bench.stalls.paused: SIGSTOP at the given instant, SIGCONT after the stall (and on exit)."""
+    import subprocess
+    import sys
+
+    from nepse_perf.bench.stalls import paused
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with paused(proc.pid, 0.05, 0.3) as over:
+            time.sleep(0.15)
+            assert _state(proc.pid) == "T"
+            assert over.wait(2.0)
+            time.sleep(0.05)
+            assert _state(proc.pid) != "T"
+        with paused(proc.pid, 0.0, 5.0):  # leaving the block early still resumes it
+            time.sleep(0.1)
+        assert _state(proc.pid) != "T"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -12,14 +12,19 @@ fits; :func:`event_loop_stalls` sends each to a service on loopback and returns 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 
 import pandas as pd
 
 from nepse_perf.bench.loadtest import Connection, check_loopback_url, run_coroutine
 
-__all__ = ["event_loop_stalls", "hostile_bodies"]
+__all__ = ["event_loop_stalls", "hostile_bodies", "paused"]
 
 FEATURES_PATH = "/v1/predict/features"
 SYMBOLS_PATH = "/v1/predict"
@@ -140,3 +145,34 @@ def event_loop_stalls(url: str, bodies: dict[str, tuple[str, bytes]]) -> pd.Data
         return out
 
     return pd.DataFrame(run_coroutine(run)).set_index("body")
+
+
+@contextlib.contextmanager
+def paused(pid: int, at_s: float, for_s: float) -> Iterator[threading.Event]:
+    """Stop process ``pid`` (SIGSTOP) ``at_s`` seconds into the block, for ``for_s`` seconds.
+
+    An injected stall of a known length, as a garbage-collection pause, a page-cache miss or
+    a noisy neighbour would make one: a load test run inside the block sees the server freeze
+    and resume (SIGCONT). Leaving the block ends a stall still running, and the process is
+    resumed whatever happens; the yielded event is set once the stall is over.
+    """
+    over, leaving = threading.Event(), threading.Event()
+
+    def stall() -> None:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            leaving.wait(for_s)  # cut short when the block is left first
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            over.set()
+
+    timer = threading.Timer(at_s, stall)
+    timer.start()
+    try:
+        yield over
+    finally:
+        leaving.set()
+        timer.cancel()
+        timer.join()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
