@@ -526,10 +526,18 @@ def _warm_up(entries: Sequence[_Entry], repeat: int, notes: list[str], bar: tqdm
 
 
 def _time_round_robin(entries: Sequence[_Entry], repeat: int, bar: tqdm) -> None:
-    """The timed repeats: repeat r of every entry before repeat r + 1 of any."""
+    """The timed repeats: repeat r of every entry before repeat r + 1 of any.
+
+    Each round runs the entries in a new order (a fixed-seed shuffle): an entry's time
+    depends on what ran just before it (what it left in the caches), and in a fixed order
+    each entry would always follow the same neighbour (the overhead row, for one, always
+    ran right after TA-Lib's loop had evicted pandas' code and data).
+    """
+    rng = np.random.default_rng(48)
     for r in range(repeat):
         gc.collect()
-        for e in entries:
+        for k in rng.permutation(len(entries)):
+            e = entries[k]
             if r >= e.repeats:
                 continue
             bar.set_description(f"repeat {r + 1}/{repeat} {e.label}")
@@ -596,7 +604,7 @@ def _timing_note(repeat: int) -> str:
     """The first note of every run: how each entry was timed."""
     return (
         f"each entry: 1 warm-up call (excluded; 'first call' = numba compile or cache load), "
-        f"then up to {repeat} timed calls round-robin across entries; median reported; "
+        f"then up to {repeat} timed calls round-robin across entries (a new, seeded order each round); median reported; "
         "time.perf_counter; garbage collector disabled during each timed call; each call "
         "gets its output block from the block pool (nepse_perf._blocks: the pages of the "
         f"previous call's block, already mapped) except '{REUSED_LABEL}' and "

@@ -155,11 +155,31 @@ def _bare(prices: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(prices, copy=False) if prices.attrs else prices
 
 
+def _column(prices: pd.DataFrame, name: str) -> object:
+    """Column ``name``'s values as pandas stores them (ndarray or extension array), no copy.
+
+    No Series is built: a Series costs a few microseconds of Python on a warm machine and
+    several times that after other work has evicted pandas' code and data from the caches,
+    and it deep-copies the frame's ``attrs``; on the real sample the panel builder's column
+    accesses cost more than the kernel. pandas' own column accessor
+    (``DataFrame._get_column_array``, pandas 1.3+) is used when there is one, and the public
+    ``prices[name].array`` of a frame without ``attrs`` otherwise (or for a duplicated name).
+    """
+    getter = getattr(prices, "_get_column_array", None)
+    loc = prices.columns.get_loc(name)
+    if getter is not None and isinstance(loc, int):
+        return getter(loc)
+    return _bare(prices)[name].array
+
+
 def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
-    col = prices[name]
-    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        raise ValueError(f"column {name!r} must be numeric (float64), got dtype {col.dtype}")
-    return np.ascontiguousarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    values = _column(prices, name)
+    dtype = values.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        raise ValueError(f"column {name!r} must be numeric (float64), got dtype {dtype}")
+    if isinstance(values, np.ndarray):
+        return np.ascontiguousarray(values, dtype=np.float64)
+    return np.ascontiguousarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def panel_from_frame(prices: pd.DataFrame) -> Panel:
@@ -178,23 +198,23 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
             f"prices is missing required column(s) {missing}; it has {list(prices.columns)}"
         )
     index = prices.index
-    prices = _bare(prices)
-    symbol = prices["symbol"]
-    if isinstance(symbol.dtype, pd.CategoricalDtype):
-        codes = symbol.array.codes  # the Categorical's own codes: no Series built
-        names = np.asarray(symbol.array.categories, dtype=object)
+    symbol = _column(prices, "symbol")
+    if isinstance(symbol, pd.Categorical):
+        codes = symbol.codes
+        names = np.asarray(symbol.categories, dtype=object)
         if (codes < 0).any():
             row = int(np.flatnonzero(codes < 0)[0])
             raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
     else:
+        symbol = _bare(prices)["symbol"]
         if symbol.isna().any():
             row = int(np.flatnonzero(symbol.isna().to_numpy())[0])
             raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
         codes, names = pd.factorize(symbol, sort=True)
-    date = prices["date"]
+    date = _column(prices, "date")
     if not pd.api.types.is_datetime64_any_dtype(date.dtype):
         raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
-    dates = date.to_numpy().view(np.int64)
+    dates = np.asarray(date).view(np.int64)  # the DatetimeArray's own int64 values
     close = _float_column(prices, "close")
     high = _float_column(prices, "high")
     low = _float_column(prices, "low")
