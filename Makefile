@@ -73,8 +73,9 @@ bench: $(STAMP)
 notebooks: $(STAMP_FULL)
 	cd notebooks && for nb in [0-9][0-9]*_*.ipynb; do \
 		echo "executing $$nb"; \
-		NEPSE_PERF_RECORD_RESULTS=1 ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
+		NEPSE_PERF_RECORD_RESULTS=1 NEPSE_PERF_SERVE_S=10 NEPSE_PERF_SERVE_REPS=3 \
+			../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 	done
 
 # as root (a container) JupyterLab refuses to start without --allow-root

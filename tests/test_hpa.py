@@ -128,7 +128,10 @@ def test_pod_from_the_capacity_record(tmp_path) -> None:
     s = capacity_summary(sweeps, "w1", cores=2, p99_target_ms=25)
     path = write_capacity(
         tmp_path / "capacity.json",
-        configuration={"per_core_from": s.pop("per_core_from")},
+        configuration={
+            "per_core_from": s.pop("per_core_from"),
+            "per_core_cores": s.pop("per_core_cores"),
+        },
         machine={"usable_cores": 2},
         sweeps=sweeps,
         **s,

@@ -130,7 +130,7 @@ def test_capacity_from_sweeps(tmp_path) -> None:
     s = capacity_summary({"w1": one, "w2": two}, "w1", cores=2, p99_target_ms=4.5)
     assert not s["meets_p99_target"]
     assert (s["per_worker_rps"], s["per_core_rps"]) == (1200, 900)
-    kw = {k: v for k, v in s.items() if k != "per_core_from"}
+    kw = {k: v for k, v in s.items() if k not in ("per_core_from", "per_core_cores")}
     path = write_capacity(tmp_path / "c.json", configuration={}, machine={}, **kw)
     data = json.loads(path.read_text())
     assert data["per_core_predictions_per_s"] == 900 and data["meets_p99_target"] is False
@@ -141,6 +141,106 @@ def test_capacity_from_sweeps(tmp_path) -> None:
             machine={},
             **{**kw, "per_worker_rps": float("nan")},
         )
+
+
+def _runs(points: dict[str, list[list[tuple[float, float, float, int]]]]) -> pd.DataFrame:
+    """repeat_sweeps-shaped rows: label -> rounds -> (offered, achieved, p99, errors)."""
+    rows = []
+    for label, rounds in points.items():
+        for rep, pts in enumerate(rounds):
+            for o, a, p, e in pts:
+                ok = (o - e) / o
+                rows.append(
+                    {"config": label, "rep": rep, "offered_rps": o, "achieved_rps": a}
+                    | {"p99_ms": p, "errors": e, "ok_share": ok}
+                )
+    return pd.DataFrame(rows)
+
+
+def test_spread_capacity_and_choice_from_repeated_rounds() -> None:
+    from nepse_perf.lessons.serving_experiments import (
+        capacity_spread,
+        choose_setting,
+        median_sweeps,
+        sweep_spread,
+    )
+
+    runs = _runs(
+        {
+            "a": [
+                [(1000, 1000, 5, 0), (2000, 1990, 9, 1), (4000, 2500, 300, 900)],
+                [(1000, 999, 6, 0), (2000, 1980, 30, 0), (4000, 2600, 280, 800)],
+                [(1000, 1000, 4, 0), (2000, 1995, 8, 0), (4000, 2400, 350, 1000)],
+            ],
+            "b": [[(1000, 1000, 3, 0), (2000, 1400, 90, 0)]] * 3,
+        }
+    )
+    spread = sweep_spread(runs)
+    assert spread.loc[("a", 2000.0), "reps"] == 3
+    assert spread.loc[("a", 2000.0), ["p99_ms", "p99_min", "p99_max"]].tolist() == [9, 8, 30]
+    assert spread.loc[("a", 2000.0), "errors"] == 1
+    med = median_sweeps(runs)["a"]
+    assert med["achieved_rps"].tolist() == [1000, 1990, 2500] and med["errors"].tolist()[1] == 1
+    strict = capacity_spread(runs, 25)
+    # round 0 failed one request at 2,000/s and round 1 missed the p99 there: 1,000/s then
+    assert strict.loc["a", ["capacity_min", "capacity", "capacity_max"]].tolist() == [
+        999,
+        1000,
+        1995,
+    ]
+    assert strict.loc["a", "met"] == 3 and strict.loc["a", "saturated_at"] == 2000
+    budget = capacity_spread(runs, 25, max_error_share=0.001)
+    assert budget.loc["a", "capacity"] == 1990  # one failure in 2,000 is within 0.1 %
+    assert budget.loc["a", "saturated_at"] == 4000
+    assert strict.loc["b", "peak"] == 1400 and strict.loc["b", "saturated_at"] == 2000
+    one_rate = runs[runs["offered_rps"] == 1000]
+    assert choose_setting(one_rate, 25) == (
+        "b",
+        "lowest median p99 among those that met the objective every round",
+    )
+    label, basis = choose_setting(runs[runs["offered_rps"] == 4000], 25)
+    assert label == "a" and basis.startswith("highest median achieved rate")
+
+
+def test_placement_pins_apart_only_when_the_cores_allow() -> None:
+    from nepse_perf.lessons.serving_experiments import placement
+
+    one = placement(1, cores=[0, 1])
+    assert (one.server, one.client, one.apart) == ("0", (1,), True)
+    assert placement(2, cores=[4, 5, 6, 7]).server == "4,5"
+    two = placement(2, cores=[0, 1])
+    assert (two.server, two.client, two.apart) == (None, None, False)
+    assert two.label == "shares the servers' cores" and one.label == "own core(s)"
+
+
+def test_capacity_summary_divides_by_each_configuration_s_cores() -> None:
+    from nepse_perf.lessons.serving_experiments import capacity_summary
+
+    one = _sweep([(200, 200, 5), (800, 795, 20), (1600, 1200, 300)])
+    two = _sweep([(200, 200, 4), (800, 798, 9), (1600, 1590, 24), (2400, 1800, 400)])
+    s = capacity_summary({"w1": one, "w2": two}, "w1", cores={"w1": 1, "w2": 2})
+    assert (s["per_core_from"], s["per_core_rps"], s["per_core_cores"]) == ("w1", 795, 1)
+    assert s["peak_per_core_rps"] == 1200
+
+
+def test_rate_sweep_pins_its_generator_thread_only(tmp_path) -> None:
+    import os
+
+    from nepse_perf.lessons import serving_experiments as se
+
+    seen = []
+
+    def fake(*args, **kwargs):
+        seen.append(os.sched_getaffinity(0))
+        raise RuntimeError("stop here")
+
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(se, "run_loadtest", fake)
+        with pytest.raises(RuntimeError, match="stop here"):
+            se.rate_sweep("http://127.0.0.1:9/", [100], client_cpus=[cpu])
+    assert seen == [{cpu}] and os.sched_getaffinity(0) == before
 
 
 def test_result_from_events_uses_the_scheduled_send_time() -> None:

@@ -53,7 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     s.add_argument("--workers", type=positive_int, default=1, metavar="N", help="processes")
     s.add_argument("--threads", type=positive_int, default=1, metavar="T", help="ORT threads")
-    s.add_argument("--max-batch", type=positive_int, default=32, metavar="B", help="rows/call")
+    s.add_argument(
+        "--max-batch", type=positive_int, default=8, metavar="B", help="rows/call (default 8)"
+    )
     s.add_argument(
         "--max-wait-ms", type=float, default=2.0, metavar="W", help="batch wait (default 2)"
     )

@@ -350,7 +350,9 @@ def pod_from_capacity(path: str | os.PathLike[str] | None = None) -> PodModel:
     :func:`nepse_perf.lessons.costs.serving_throughput`'s per-core rate (the manifests give a
     pod one worker and a CPU limit of one core). The latency curve comes from the record's
     sweep of the configuration that rate was taken from (``configuration.per_core_from``):
-    each point's achieved rate per usable core over the capacity is its utilization, points
+    each point's achieved rate per core (``configuration.per_core_cores``, the cores that
+    configuration's servers had; else the machine's usable cores) over the capacity is its
+    utilization, points
     above the capacity are left out, and ``(0, lowest p99)`` starts the curve. ``ValueError``
     when the file is missing or holds no sweep for that configuration.
     """
@@ -362,7 +364,9 @@ def pod_from_capacity(path: str | os.PathLike[str] | None = None) -> PodModel:
         raise ValueError(f"{p}: no capacity record (run notebook 10 to measure one)")
     record = json.loads(p.read_text(encoding="utf-8"))
     label = record.get("configuration", {}).get("per_core_from")
-    cores = record.get("machine", {}).get("usable_cores") or 1
+    cores = record.get("configuration", {}).get("per_core_cores") or (
+        record.get("machine", {}).get("usable_cores") or 1
+    )
     sweep = record.get("sweeps", {}).get(label)
     if not sweep:
         raise ValueError(f"{p}: no sweep for the configuration {label!r}")

@@ -8,10 +8,11 @@ each is reported with its configuration.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +26,20 @@ from nepse_perf.serving.process import ServiceProcess
 
 __all__ = [
     "Capacity",
+    "Placement",
     "capacity_at_p99",
     "capacity_or_peak",
+    "capacity_spread",
     "capacity_summary",
+    "choose_setting",
+    "median_sweeps",
+    "placement",
     "rate_sweep",
+    "repeat_sweeps",
     "serve",
     "serve_many",
     "sweep_config",
+    "sweep_spread",
     "write_capacity",
 ]
 
@@ -58,6 +66,7 @@ def rate_sweep(
     seed: int = 0,
     stop_below: float | None = 0.7,
     timeout: float = 5.0,
+    client_cpus: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """One open-loop run per offered rate (ascending) against ``url``; one row per rate.
 
@@ -67,7 +76,25 @@ def rate_sweep(
     answered 200. ``rows`` rows per request (achieved predictions/s = achieved x rows).
     Once the achieved rate falls below ``stop_below`` x offered (saturated), higher rates
     are skipped: they would only lengthen the queue. ``timeout`` per request (s).
+    ``client_cpus``: run the generator in a thread pinned to these CPUs (Linux), apart
+    from a server pinned elsewhere (see :func:`placement`); None leaves it unpinned.
     """
+    if client_cpus:
+        cpus = set(client_cpus)
+        return _on_cpus(
+            cpus,
+            lambda: rate_sweep(
+                url,
+                rates,
+                duration=duration,
+                rows=rows,
+                warmup_s=warmup_s,
+                connections=connections,
+                seed=seed,
+                stop_below=stop_below,
+                timeout=timeout,
+            ),
+        )
     body = features_body(sample_feature_rows(max(rows, 1), seed=seed))
     if warmup_s > 0:
         run_loadtest(url, rate=min(rates), duration=warmup_s, rows=rows, body=body)
@@ -99,6 +126,167 @@ def rate_sweep(
             }
         )
     return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def _on_cpus(cpus: set[int], work: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``work()`` in a fresh thread pinned to ``cpus`` (Linux pins the calling thread only,
+    so the caller's own affinity is left as it was)."""
+
+    def pinned() -> pd.DataFrame:
+        os.sched_setaffinity(0, cpus)
+        return work()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(pinned).result()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a configuration's servers and the load generator run.
+
+    ``server`` is the ``--cpus`` value for the servers (None: unpinned), ``client`` the
+    generator's CPUs (None: unpinned); ``apart`` says whether the two have separate cores.
+    """
+
+    server: str | None
+    client: tuple[int, ...] | None
+    apart: bool
+
+    @property
+    def label(self) -> str:
+        """``"own core(s)"`` or ``"shares the servers' cores"``: the generator's place."""
+        return "own core(s)" if self.apart else "shares the servers' cores"
+
+
+def placement(server_processes: int, cores: Sequence[int] | None = None) -> Placement:
+    """Pin ``server_processes`` single-thread servers apart from the generator if cores allow.
+
+    With more usable ``cores`` (default: this process's affinity) than server processes,
+    the servers get the first ``server_processes`` cores and the generator the rest.
+    Otherwise neither is pinned and ``apart`` is False, so a table can say that the
+    generator competed with the servers for the CPUs.
+    """
+    cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
+    if len(cores) > server_processes >= 1:
+        server = ",".join(str(c) for c in cores[:server_processes])
+        return Placement(server, tuple(cores[server_processes:]), True)
+    return Placement(None, None, False)
+
+
+def repeat_sweeps(
+    urls: dict[str, str],
+    rates: Sequence[float],
+    *,
+    reps: int,
+    client_cpus: dict[str, Sequence[int] | None] | None = None,
+    **sweep: object,
+) -> pd.DataFrame:
+    """``reps`` rounds of :func:`rate_sweep` over every ``urls`` entry (label -> URL).
+
+    Round-robin: each round sweeps every configuration once, so slow drifts of the machine
+    spread over all of them instead of landing on one. ``client_cpus`` (label -> CPUs)
+    pins the generator per configuration; ``sweep`` passes on (duration, warmup_s, ...).
+    One row per configuration, round and offered rate, with ``config`` and ``rep`` columns.
+    """
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps!r}")
+    frames = []
+    for rep in range(reps):
+        for label, url in urls.items():
+            cpus = (client_cpus or {}).get(label)
+            df = rate_sweep(url, rates, client_cpus=cpus, **sweep)  # type: ignore[arg-type]
+            frames.append(df.assign(config=label, rep=rep))
+    runs = pd.concat(frames, ignore_index=True)
+    return runs[["config", "rep", *COLUMNS]]
+
+
+def sweep_spread(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and offered rate: the median of the rounds and their min-max.
+
+    ``runs`` is :func:`repeat_sweeps`' table. Columns: ``reps`` (rounds that reached the
+    rate: a saturated round stops early), the median, min and max of the achieved rate and
+    of p99, and the failed requests summed over the rounds.
+    """
+    g = runs.groupby(["config", "offered_rps"], sort=False)
+    out = pd.DataFrame(
+        {
+            "reps": g.size(),
+            "achieved_rps": g["achieved_rps"].median(),
+            "achieved_min": g["achieved_rps"].min(),
+            "achieved_max": g["achieved_rps"].max(),
+            "p99_ms": g["p99_ms"].median(),
+            "p99_min": g["p99_ms"].min(),
+            "p99_max": g["p99_ms"].max(),
+            "errors": g["errors"].sum(),
+        }
+    )
+    return out
+
+
+def median_sweeps(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One sweep per configuration (label -> :func:`rate_sweep`-shaped frame) of the rounds'
+    medians at each offered rate; errors are summed. Feeds :func:`capacity_summary`."""
+    out = {}
+    for label, df in runs.groupby("config", sort=False):
+        g = df.groupby("offered_rps", sort=True)
+        med = g[[c for c in COLUMNS[1:] if c in df and c != "errors"]].median()
+        med["errors"] = g["errors"].sum()
+        out[str(label)] = med.reset_index()[[c for c in COLUMNS if c in df]]
+    return out
+
+
+def capacity_spread(
+    runs: pd.DataFrame, p99_target_ms: float = 25.0, max_error_share: float = 0.0
+) -> pd.DataFrame:
+    """Per configuration: capacity within ``p99_target_ms`` and peak, median and min-max.
+
+    Each round's capacity is :func:`capacity_at_p99` of that round alone (NaN when it met
+    the target nowhere); ``capacity`` is their median and ``met`` the rounds that met it.
+    ``peak`` is each round's highest achieved rate; ``saturated_at`` the lowest offered
+    rate at which the rounds' median missed the objective (NaN: the grid never saturated
+    this configuration). ``max_error_share`` as for :func:`capacity_at_p99`.
+    """
+    rows = {}
+    for label, df in runs.groupby("config", sort=False):
+        caps = [
+            capacity_at_p99(r, p99_target_ms, 0.95, max_error_share).rps
+            for _, r in df.groupby("rep")
+        ]
+        peaks = df.groupby("rep")["achieved_rps"].max()
+        med = median_sweeps(df)[str(label)]
+        bad = med[~_meets(med, p99_target_ms, 0.95, max_error_share)]
+        rows[label] = {
+            "capacity": float(np.nanmedian(caps)) if np.isfinite(caps).any() else float("nan"),
+            "capacity_min": float(np.nanmin(caps)) if np.isfinite(caps).any() else float("nan"),
+            "capacity_max": float(np.nanmax(caps)) if np.isfinite(caps).any() else float("nan"),
+            "met": int(np.isfinite(caps).sum()),
+            "reps": len(caps),
+            "peak": float(peaks.median()),
+            "peak_min": float(peaks.min()),
+            "peak_max": float(peaks.max()),
+            "saturated_at": float(bad["offered_rps"].min()) if len(bad) else float("nan"),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("config")
+
+
+def choose_setting(
+    runs: pd.DataFrame, p99_target_ms: float = 25.0, max_error_share: float = 0.0
+) -> tuple[str, str]:
+    """The configuration to make the default, from rounds at one offered rate, and why.
+
+    Among the configurations whose every round met the objective (as in
+    :func:`capacity_at_p99`: p99, kept up, at most ``max_error_share`` not answered 200),
+    the lowest median p99; when none did in every round, the highest median achieved rate.
+    Returns ``(label, basis)``, the basis in words.
+    """
+    ok = _meets(runs, p99_target_ms, 0.95, max_error_share)
+    per = runs.assign(ok=ok).groupby("config", sort=False)
+    always = per["ok"].all()
+    if always.any():
+        p99 = per["p99_ms"].median()[always]
+        return str(p99.idxmin()), "lowest median p99 among those that met the objective every round"
+    best = per["achieved_rps"].median().idxmax()
+    return str(best), "highest median achieved rate (none met the objective every round)"
 
 
 def sweep_prices() -> os.PathLike[str]:
@@ -193,20 +381,35 @@ class Capacity:
     offered_rps: float
 
 
+def _meets(
+    sweep: pd.DataFrame, p99_target_ms: float, keep_up: float, max_error_share: float
+) -> pd.Series:
+    """Which points met the objective: p99, kept up with the offered rate, few failures."""
+    if max_error_share > 0:
+        few_failures = (1 - sweep["ok_share"]) <= max_error_share
+    else:
+        few_failures = sweep["errors"] == 0
+    return (
+        (sweep["p99_ms"] <= p99_target_ms)
+        & (sweep["achieved_rps"] >= keep_up * sweep["offered_rps"])
+        & few_failures
+    )
+
+
 def capacity_at_p99(
-    sweep: pd.DataFrame, p99_target_ms: float = 25.0, keep_up: float = 0.95
+    sweep: pd.DataFrame,
+    p99_target_ms: float = 25.0,
+    keep_up: float = 0.95,
+    max_error_share: float = 0.0,
 ) -> Capacity:
     """Capacity of a configuration from its rate sweep.
 
-    Among the points with p99 <= ``p99_target_ms``, no failed request, and an achieved rate
-    of at least ``keep_up`` x offered (the server kept up), the one with the highest
-    achieved rate. NaN fields when no point qualifies.
+    Among the points with p99 <= ``p99_target_ms``, an achieved rate of at least
+    ``keep_up`` x offered (the server kept up) and no failed request (or, with
+    ``max_error_share`` > 0, at most that share of requests not answered 200: shed, failed
+    or timed out), the one with the highest achieved rate. NaN fields when none qualifies.
     """
-    ok = sweep[
-        (sweep["p99_ms"] <= p99_target_ms)
-        & (sweep["errors"] == 0)
-        & (sweep["achieved_rps"] >= keep_up * sweep["offered_rps"])
-    ]
+    ok = sweep[_meets(sweep, p99_target_ms, keep_up, max_error_share)]
     if ok.empty:
         return Capacity(float("nan"), float("nan"), float("nan"))
     best = ok.loc[ok["achieved_rps"].idxmax()]
@@ -219,11 +422,14 @@ def _peak(sweep: pd.DataFrame) -> Capacity:
 
 
 def capacity_or_peak(
-    sweep: pd.DataFrame, p99_target_ms: float = 25.0, keep_up: float = 0.95
+    sweep: pd.DataFrame,
+    p99_target_ms: float = 25.0,
+    keep_up: float = 0.95,
+    max_error_share: float = 0.0,
 ) -> tuple[Capacity, bool]:
     """:func:`capacity_at_p99`, or, when no point met the target, the highest achieved rate
     with its p99; the flag says whether the p99 target was met."""
-    cap = capacity_at_p99(sweep, p99_target_ms, keep_up)
+    cap = capacity_at_p99(sweep, p99_target_ms, keep_up, max_error_share)
     if np.isfinite(cap.rps):
         return cap, True
     return _peak(sweep), False
@@ -232,37 +438,44 @@ def capacity_or_peak(
 def capacity_summary(
     sweeps: dict[str, pd.DataFrame],
     worker_label: str,
-    cores: int,
+    cores: int | dict[str, int],
     p99_target_ms: float = 25.0,
+    max_error_share: float = 0.0,
 ) -> dict:
     """Per-worker and per-core capacity from a set of rate sweeps, on one consistent basis.
 
     Per worker: :func:`capacity_or_peak` of ``sweeps[worker_label]`` (one single-thread
     worker). When that met the p99 target, per core is the best capacity among the
-    configurations that met it, divided by ``cores``; when it did not, both are peak rates
-    (per core: the best peak / ``cores``) and ``meets_p99_target`` is False, so the two
-    numbers never mix a latency-bounded rate with a throughput. Returns the keyword
-    arguments of :func:`write_capacity` (less path, configuration and machine) plus
-    ``per_core_from`` (the configuration used).
+    configurations that met it, each divided by its cores; when it did not, both are peak
+    rates (per core: the best peak per core) and ``meets_p99_target`` is False, so the two
+    numbers never mix a latency-bounded rate with a throughput. ``cores``: the cores the
+    servers had, one number for all or one per label (a worker pinned to one core has one,
+    an unpinned one the machine's). Returns the keyword arguments of :func:`write_capacity`
+    (less path, configuration and machine) plus ``per_core_from`` (the configuration used)
+    and ``per_core_cores`` (its cores). ``max_error_share`` as for :func:`capacity_at_p99`.
     """
-    caps = {k: capacity_or_peak(df, p99_target_ms) for k, df in sweeps.items()}
+    ncores = cores if isinstance(cores, dict) else dict.fromkeys(sweeps, cores)
+    caps = {
+        k: capacity_or_peak(df, p99_target_ms, 0.95, max_error_share) for k, df in sweeps.items()
+    }
     worker, met = caps[worker_label]
     if met:
         pool = {k: c for k, (c, ok) in caps.items() if ok}
     else:  # throughput basis: each configuration's highest achieved rate
         pool = {k: _peak(df) for k, df in sweeps.items()}
         worker = pool[worker_label]
-    best = max(pool, key=lambda k: pool[k].rps)
+    best = max(pool, key=lambda k: pool[k].rps / ncores[k])
     peaks = {k: float(df["achieved_rps"].max()) for k, df in sweeps.items()}
     return {
         "per_worker_rps": worker.rps,
-        "per_core_rps": pool[best].rps / cores,
+        "per_core_rps": pool[best].rps / ncores[best],
         "p99_ms": worker.p99_ms,
         "meets_p99_target": met,
         "peak_per_worker_rps": peaks[worker_label],
-        "peak_per_core_rps": max(peaks.values()) / cores,
+        "peak_per_core_rps": max(peaks[k] / ncores[k] for k in peaks),
         "p99_target_ms": p99_target_ms,
         "per_core_from": best,
+        "per_core_cores": ncores[best],
     }
 
 

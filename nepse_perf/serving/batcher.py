@@ -79,7 +79,7 @@ class MicroBatcher:
         self,
         predict: Callable[[np.ndarray], np.ndarray],
         *,
-        max_batch: int = 32,
+        max_batch: int = 8,
         max_wait_ms: float = 2.0,
         max_queue: int = 2048,
         on_batch: Callable[[int, float], None] | None = None,
