@@ -384,7 +384,7 @@ def miss_run(
     n = round(rate * duration_s)
     if n > len(symbols):
         raise ValueError(f"{n} requests but {len(symbols)} symbols: some would hit the cache")
-    with ServiceProcess(model_dir, env=_env(root)) as svc:
+    with ServiceProcess(model_dir, env=_env(root), cwd=root) as svc:
         pid = svc.proc.pid
         cpu0 = process_cpu_s(pid)
         r = run_loadtest(
@@ -411,7 +411,10 @@ def answers(
 
     from nepse_perf.serving.process import ServiceProcess
 
-    with ServiceProcess(model_dir, env=_env(root)) as svc, httpx.Client(base_url=svc.url) as c:
+    with (
+        ServiceProcess(model_dir, env=_env(root), cwd=root) as svc,
+        httpx.Client(base_url=svc.url) as c,
+    ):
         bodies = [*symbol_bodies(symbols), json.dumps({"symbols": list(symbols[:50])}).encode()]
         headers = {"content-type": "application/json"}
         return [c.post("/v1/predict", content=b, headers=headers).content for b in bodies]

@@ -24,7 +24,9 @@ class ServiceProcess:
 
     ``options`` are extra CLI options as a dict (``{"workers": 2, "max_batch": 8}`` becomes
     ``--workers 2 --max-batch 8``); ``env`` is the child's environment (default: this
-    process's; e.g. another ``PYTHONPATH`` serves another checkout's code). ``start()``
+    process's) and ``cwd`` its directory: another checkout's code is served with
+    ``PYTHONPATH`` and ``cwd`` both set to it (``python -m`` puts the directory first on
+    ``sys.path``). ``start()``
     waits until ``/readyz`` answers 200 (or the process dies: ``RuntimeError`` with its
     log); ``stop()`` sends SIGTERM and waits (SIGKILL after ``timeout`` s) and returns the
     exit status. Use as a context manager.
@@ -36,6 +38,7 @@ class ServiceProcess:
         model_dir: str | os.PathLike[str],
         *,
         env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         **options: object,
     ) -> None:
         self.model_dir = Path(model_dir)
@@ -43,7 +46,7 @@ class ServiceProcess:
         self.host = "127.0.0.1"
         self.port = int(options.pop("port", 0) or free_port(self.host))  # type: ignore[call-overload]
         # SIGTERM to the server (Uvicorn drains), SIGKILL to its whole session if it hangs
-        self._child = ChildProcess(self.command(), name="serve", new_session=True, env=env)
+        self._child = ChildProcess(self.command(), name="serve", new_session=True, env=env, cwd=cwd)
 
     @property
     def proc(self) -> subprocess.Popen | None:
