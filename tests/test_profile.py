@@ -114,7 +114,8 @@ def test_py_spy_on_a_real_service(serving_model_dir) -> None:
         assert list(split.index) == list(P.STAGES)
         assert split["share"].sum() == pytest.approx(1.0)
         assert prof.cpu_ms_per_request > 0 and prof.answered == prof.load.scheduled
-    assert features.split().loc["HTTP parsing", "samples"] > 0
+    request_path = ["HTTP parsing", "ASGI, middleware, routing", "queueing (batcher, threads)"]
+    assert features.split().loc[request_path, "samples"].sum() > 0  # one stage may see none
     assert miss.split().loc["indicator pipeline", "samples"] > 0
 
 
