@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -340,13 +341,14 @@ async def _send_one(
 async def _open_loop(
     host: str,
     port: int,
-    raw: bytes,
+    raws: Sequence[bytes],
     rate: float,
     n: int,
     connections: int,
     timeout: float,
 ) -> _Samples:
-    """Send ``n`` requests ``raw``, request i at ``start + i / rate`` whatever came before.
+    """Send ``n`` requests, request i (``raws[i % len(raws)]``) at ``start + i / rate``
+    whatever came before.
 
     Python's garbage collector is off for the run: a full collection over the run's tasks
     stalled this generator for over 100 ms at a time, and the requests it then sent late
@@ -371,6 +373,7 @@ async def _open_loop(
                 continue
             while i < n and start + i * interval <= now:  # everything due by now
                 scheduled = start + i * interval
+                raw = raws[i % len(raws)]
                 task = loop.create_task(_send_one(i, scheduled, pool, raw, timeout, samples))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -402,6 +405,7 @@ def run_loadtest(
     duration: float,
     rows: int = 1,
     body: bytes | None = None,
+    bodies: Sequence[bytes] | None = None,
     connections: int = 64,
     timeout: float = 10.0,
     seed: int = 0,
@@ -412,8 +416,11 @@ def run_loadtest(
     sample, a different set per seed) over at most ``connections`` keep-alive connections;
     a request waiting for a free connection is still timed from its scheduled send.
     A request not answered within ``timeout`` s of its scheduled time counts as
-    ``"timeout"``. Raises ``ValueError`` for a non-loopback URL, a rate or duration <= 0,
-    more than ``MAX_REQUESTS`` requests or more than ``MAX_DURATION_S`` seconds.
+    ``"timeout"``. ``bodies`` instead of ``body``: request i posts ``bodies[i % len(bodies)]``
+    (distinct requests, e.g. one symbol each for ``/v1/predict`` cache misses). Raises
+    ``ValueError`` for both ``body`` and ``bodies``, an empty ``bodies``, a non-loopback
+    URL, a rate or duration <= 0, more than ``MAX_REQUESTS`` requests or more than
+    ``MAX_DURATION_S`` seconds.
     """
     host, port, path = check_loopback_url(url)
     if not (rate > 0 and duration > 0):
@@ -428,14 +435,18 @@ def run_loadtest(
     positive_int(connections, "connections")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0, got {timeout!r}")
-    if body is None:
-        body = features_body(sample_feature_rows(positive_int(rows, "rows"), seed=seed))
+    if body is not None and bodies is not None:
+        raise ValueError("give body or bodies, not both")
+    if bodies is not None and not len(bodies):
+        raise ValueError("bodies is empty")
+    if bodies is None:
+        if body is None:
+            body = features_body(sample_feature_rows(positive_int(rows, "rows"), seed=seed))
+        bodies = [body]
     hosthdr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    raw = (
-        f"POST {path} HTTP/1.1\r\nHost: {hosthdr}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    samples = run_coroutine(lambda: _open_loop(host, port, raw, rate, n, connections, timeout))
+    head = f"POST {path} HTTP/1.1\r\nHost: {hosthdr}\r\nContent-Type: application/json\r\n"
+    raws = [(head + f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
+    samples = run_coroutine(lambda: _open_loop(host, port, raws, rate, n, connections, timeout))
     return _result(samples, url, rate, duration, rows, connections)
 
 

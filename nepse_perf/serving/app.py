@@ -177,7 +177,11 @@ class SymbolFeatures:
     The cache is keyed by the price files' fingerprint (sizes and modification times,
     checked at most once per ``check_every_s``): when a file changes, prices are reloaded
     and every symbol is recomputed on its next request. ``computations`` counts symbols
-    whose features were computed (a repeated symbol costs none).
+    whose features were computed (a repeated symbol costs none). ``report`` holds the
+    loader's ``attrs`` (its repair report: ``bad_prices``, ``load_notes``, ...); the frame
+    kept for slicing has none, because pandas deep-copies ``attrs`` into every frame and
+    Series derived from it, which was the largest cost of a cache miss (py-spy,
+    ``nepse_perf.bench.profile``).
     """
 
     def __init__(self, path: Path, features: Sequence[str], check_every_s: float = 1.0):
@@ -188,6 +192,7 @@ class SymbolFeatures:
         self._fingerprint: tuple | None = None
         self._checked = 0.0
         self._prices = None
+        self.report: dict[str, Any] = {}
         self._groups: dict[str, Any] = {}
         self._cache: dict[str, tuple[str, np.ndarray]] = {}
         self._lock = threading.Lock()  # requests run latest() in worker threads
@@ -203,6 +208,8 @@ class SymbolFeatures:
         from nepse_perf.data import load_prices
 
         prices = load_prices(self.path)
+        self.report = prices.attrs
+        prices.attrs = {}  # no deep copy of the report in every slice of a cache miss
         self._prices = prices
         self._groups = {
             str(sym): idx

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from nepse_perf._infra.ports import free_port
@@ -22,19 +23,30 @@ class ServiceProcess:
     """``python -m nepse_perf serve --model DIR ...`` on 127.0.0.1 and a free port.
 
     ``options`` are extra CLI options as a dict (``{"workers": 2, "max_batch": 8}`` becomes
-    ``--workers 2 --max-batch 8``). ``start()`` waits until ``/readyz`` answers 200 (or the
-    process dies: ``RuntimeError`` with its log); ``stop()`` sends SIGTERM and waits
-    (SIGKILL after ``timeout`` s) and returns the exit status. Use as a context manager.
+    ``--workers 2 --max-batch 8``); ``env`` is the child's environment (default: this
+    process's) and ``cwd`` its directory: another checkout's code is served with
+    ``PYTHONPATH`` and ``cwd`` both set to it (``python -m`` puts the directory first on
+    ``sys.path``). ``start()``
+    waits until ``/readyz`` answers 200 (or the process dies: ``RuntimeError`` with its
+    log); ``stop()`` sends SIGTERM and waits (SIGKILL after ``timeout`` s) and returns the
+    exit status. Use as a context manager.
     stderr/stdout go to a log file (``log_text()``) so a full pipe can never block the server.
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str], **options: object) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        **options: object,
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.options = options
         self.host = "127.0.0.1"
         self.port = int(options.pop("port", 0) or free_port(self.host))  # type: ignore[call-overload]
         # SIGTERM to the server (Uvicorn drains), SIGKILL to its whole session if it hangs
-        self._child = ChildProcess(self.command(), name="serve", new_session=True)
+        self._child = ChildProcess(self.command(), name="serve", new_session=True, env=env, cwd=cwd)
 
     @property
     def proc(self) -> subprocess.Popen | None:
