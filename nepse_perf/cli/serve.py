@@ -57,7 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--max-batch", type=positive_int, default=8, metavar="B", help="rows/call (default 8)"
     )
     s.add_argument(
-        "--max-wait-ms", type=float, default=2.0, metavar="W", help="batch wait (default 2)"
+        "--max-wait-ms", type=float, default=0.0, metavar="W", help="batch wait (default 0)"
     )
     s.add_argument(
         "--max-queue", type=positive_int, default=2048, metavar="Q", help="rows before 503"

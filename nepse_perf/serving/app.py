@@ -100,7 +100,7 @@ class ServeConfig:
     model_dir: str
     prices: str | None = None
     max_batch: int = 8
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0
     max_queue: int = 2048
     max_rows: int = 1024
     max_symbols: int = 256

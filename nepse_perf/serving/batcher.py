@@ -80,7 +80,7 @@ class MicroBatcher:
         predict: Callable[[np.ndarray], np.ndarray],
         *,
         max_batch: int = 8,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 2048,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
