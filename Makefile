@@ -58,10 +58,10 @@ lint: $(STAMP_FULL)
 	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP_FULL)
-	$(VENV)/bin/pytest tests -q
+	$(VENV)/bin/pytest tests -q --durations=25
 
 nbval: $(STAMP_FULL)
-	$(VENV)/bin/pytest $(NBVAL) notebooks -q 
+	$(VENV)/bin/pytest $(NBVAL) notebooks -q --durations=25
 
 test: lint unit nbval
 

@@ -194,12 +194,17 @@ def test_spread_capacity_and_choice_from_repeated_rounds() -> None:
     assert budget.loc["a", "saturated_at"] == 4000
     assert strict.loc["b", "peak"] == 1400 and strict.loc["b", "saturated_at"] == 2000
     one_rate = runs[runs["offered_rps"] == 1000]
-    assert choose_setting(one_rate, 25) == (
-        "b",
-        "lowest median p99 among those that met the objective every round",
-    )
-    label, basis = choose_setting(runs[runs["offered_rps"] == 4000], 25)
-    assert label == "a" and basis.startswith("highest median achieved rate")
+    pick, basis, same = choose_setting(one_rate, 25)
+    assert (pick, basis) == ("b", "lowest median p99 among the settings that met the objective")
+    assert same == ["b"]  # a's p99 range (4-6 ms) does not reach b's 3 ms
+    label, basis, same = choose_setting(runs[runs["offered_rps"] == 4000], 25)
+    assert label == "a" and basis.startswith("highest median achieved rate") and same == ["a"]
+    two = _runs({"c": [[(1000, 1000, 4, 0)], [(1000, 1000, 6, 0)]]})
+    pick, _, same = choose_setting(pd.concat([one_rate, two]), 25)
+    assert pick == "b" and same == ["b"]
+    wide = _runs({"d": [[(1000, 1000, 2.5, 0)], [(1000, 1000, 9, 0)], [(1000, 1000, 9, 0)]]})
+    pick, _, same = choose_setting(pd.concat([one_rate, wide]), 25)
+    assert pick == "b" and same == ["b", "d"]  # d's 2.5-9 ms range holds b's 3 ms, a's 4-6 not
 
 
 def test_placement_pins_apart_only_when_the_cores_allow() -> None:
