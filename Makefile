@@ -58,7 +58,7 @@ lint: $(STAMP_FULL)
 	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP_FULL)
-	$(VENV)/bin/pytest tests -q --durations=25
+	$(VENV)/bin/pytest tests -q -n 2 --dist loadfile --durations=25
 
 nbval: $(STAMP_FULL)
 	$(VENV)/bin/pytest $(NBVAL) notebooks -q --durations=25
