@@ -8,6 +8,7 @@ import pytest
 from conftest import assert_matches_talib, make_prices, talib_reference
 
 from nepse_perf import compute_indicators, synthetic_prices
+from nepse_perf.indicators.panel import panel_from_frame
 from nepse_perf.pipeline import available_backends
 
 # gpu runs here only with a CUDA GPU; tests/test_gpu.py covers it in the CUDA simulator.
@@ -151,6 +152,50 @@ class TestBadInput:
         bad = pd.concat([synthetic, synthetic.iloc[[50]]], ignore_index=True)
         with pytest.raises(ValueError, match=r"has the date .* twice"):
             compute_indicators(bad)
+
+    @pytest.mark.parametrize("kind", ["category", "object"])
+    def test_missing_symbol(self, synthetic: pd.DataFrame, kind: str) -> None:
+        bad = synthetic.astype({"symbol": object})
+        bad.loc[70, "symbol"] = None
+        with pytest.raises(ValueError, match=r"missing symbol at row 70"):
+            compute_indicators(bad.astype({"symbol": kind}))
+
+    def test_missing_date(self, synthetic: pd.DataFrame) -> None:
+        bad = synthetic.copy()
+        bad.loc[33, "date"] = pd.NaT
+        with pytest.raises(ValueError, match=r"missing date at row 33"):
+            compute_indicators(bad)
+
+    def test_duplicate_date_in_a_sorted_frame_names_its_day(self, synthetic: pd.DataFrame) -> None:
+        """A repeated date inside an otherwise sorted frame (found without sorting), with
+        dates stored in microseconds: the message names the symbol and the right day."""
+        bad = synthetic.copy()
+        bad.loc[41, "date"] = bad.loc[40, "date"]
+        bad["date"] = bad["date"].astype("datetime64[us]")
+        sym, day = bad.loc[41, "symbol"], bad.loc[41, "date"].date()
+        with pytest.raises(ValueError, match=rf"symbol '{sym}' has the date {day} twice"):
+            compute_indicators(bad)
+
+    def test_nan_in_a_shuffled_frame_names_the_frame_row(self, synthetic: pd.DataFrame) -> None:
+        bad = synthetic.copy()
+        bad.loc[100, "close"] = np.nan
+        shuffled = bad.sample(frac=1.0, random_state=3)
+        with pytest.raises(ValueError, match=r"\(row 100\) after its first complete row"):
+            compute_indicators(shuffled)
+
+    def test_categories_in_any_order(self, synthetic: pd.DataFrame) -> None:
+        """The panel follows a categorical's own category order; results and symbol names
+        match the sorted frame's, also when the categories object changes between calls."""
+        expected = compute_indicators(synthetic)
+        names = sorted(synthetic["symbol"].astype(str).unique())
+        for categories in (names[::-1], names[1:] + names[:1]):
+            frame = synthetic.assign(
+                symbol=synthetic["symbol"].astype(str).astype(pd.CategoricalDtype(categories))
+            )
+            assert panel_from_frame(frame).symbols == tuple(
+                c for c in categories if c in set(frame["symbol"].astype(str))
+            )
+            pd.testing.assert_frame_equal(compute_indicators(frame), expected)
 
     def test_not_a_frame(self) -> None:
         with pytest.raises(ValueError, match=r"must be a pandas DataFrame"):

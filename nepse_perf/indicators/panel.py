@@ -69,71 +69,81 @@ class Panel:
 
 _NAT = np.iinfo(np.int64).min
 
+#: :func:`_layout`'s status codes.
+_FINE, _UNSORTED, _SAME_DATE, _NAN_AFTER_START, _NO_DATE, _NO_SYMBOL = range(6)
+
 
 @numba.njit(cache=True, fastmath={"reassoc"})
-def _quick_checks(codes, dates, close, high, low):  # pragma: no cover - compiled
-    """One vectorised pass: ``(any NaT date, all prices finite, rows out of order, symbols)``.
+def _layout(codes, dates, close, high, low):  # pragma: no cover - compiled
+    """Check a long frame's arrays and find its symbols' slices, in one compiled call.
 
-    ``x - x`` is 0 for a finite ``x`` and NaN for NaN or an infinity, so the sum of those
-    differences is 0 exactly when every price is finite; the NaT date is the int64 minimum,
-    so the smallest date tells whether there is one; a row is out of order when its symbol
-    code is smaller than the row before's, or equal with a date not after it. Reassociation
-    (and nothing else of fast-math: NaN stays NaN) lets the compiler vectorise the sums. The
-    common case (a sorted, finite frame) thus reads every column once; only a frame with a
-    problem takes :func:`_scan`'s row-by-row search for the first bad row.
+    ``codes`` are the symbols' integer codes (-1 for a missing symbol), ``dates`` int64
+    nanoseconds. Returns ``(status, row, offsets, starts)``: ``_FINE`` with the slices, or
+    the first problem and its row: ``_NO_SYMBOL``, ``_NO_DATE`` (NaT), ``_UNSORTED`` (not
+    sorted by symbol then date: the caller sorts and calls again), ``_SAME_DATE`` (a
+    symbol's date twice) or ``_NAN_AFTER_START`` (a NaN price after a symbol's first
+    complete row). The common case, a sorted frame of finite prices, reads each column
+    once, in a loop the compiler vectorises: ``x - x`` is 0 for a finite ``x`` and NaN for
+    NaN or an infinity, so the sum of those differences is 0 exactly when every price is
+    finite (reassociation, and nothing else of fast-math, lets the sums vectorise; NaN stays
+    NaN); the smallest code and date tell whether one is missing; a row is out of order when
+    its code is below the row before's, or equal with a date not after it. The slices of
+    sorted codes then take one binary search per symbol, not another pass over the rows;
+    only a frame with a problem is searched row by row.
     """
-    n = close.shape[0]
+    n = codes.shape[0]
+    none = np.zeros(1, dtype=np.int64)
     if n == 0:
-        return False, True, 0, 0
+        return _FINE, -1, none, none[:0]
     acc = (close[0] - close[0]) + (high[0] - high[0]) + (low[0] - low[0])
+    lowest = codes[0]
     smallest = dates[0]
     disorder = 0
     groups = 1
     for i in range(1, n):
         acc += (close[i] - close[i]) + (high[i] - high[i]) + (low[i] - low[i])
+        lowest = min(lowest, codes[i])
         smallest = min(smallest, dates[i])
         new = codes[i] != codes[i - 1]
         groups += new
         disorder += (codes[i] < codes[i - 1]) | (not new and dates[i] <= dates[i - 1])
-    return smallest == _NAT, acc == 0.0, disorder, groups
+    if lowest < 0:
+        return _NO_SYMBOL, int(np.argmin(codes)), none, none[:0]
+    if smallest == _NAT:
+        return _NO_DATE, int(np.argmin(dates)), none, none[:0]
+    if disorder:
+        status, row = _first_disorder(codes, dates)
+        return status, row, none, none[:0]
+    offsets = np.empty(groups + 1, dtype=np.int64)
+    offsets[0] = 0
+    for g in range(groups):
+        offsets[g + 1] = np.searchsorted(codes, codes[offsets[g]], side="right")
+    starts = offsets[:-1].copy()
+    if acc == 0.0:
+        return _FINE, -1, offsets, starts
+    status, row = _first_starts(close, high, low, offsets, starts)
+    return status, row, offsets, starts
 
 
 @numba.njit(cache=True)
-def _scan(codes, dates, close, high, low, check_finite, disorder, groups):  # pragma: no cover
-    """Group boundaries, sortedness, first-valid rows and the first bad row.
+def _first_disorder(codes, dates):  # pragma: no cover - compiled
+    """``(status, row)`` of the first row out of symbol/date order (``_UNSORTED``) or with
+    its symbol's previous date again (``_SAME_DATE``)."""
+    for i in range(1, codes.shape[0]):
+        if codes[i] < codes[i - 1]:
+            return _UNSORTED, i
+        if codes[i] == codes[i - 1] and dates[i] <= dates[i - 1]:
+            return (_SAME_DATE if dates[i] == dates[i - 1] else _UNSORTED), i
+    return _FINE, -1
 
-    Returns ``(status, bad_row, offsets, starts)``; status 0 = fine, 1 = not sorted by
-    symbol/date (caller sorts and rescans), 2 = the same date twice within a symbol,
-    3 = NaN after a symbol's first valid row. ``check_finite=False`` (the caller knows every
-    price is finite) skips reading the prices: each symbol starts at its first row.
-    ``disorder`` and ``groups`` are :func:`_quick_checks`' counts (0 and the number of
-    symbols for a sorted frame: dates are then not compared again).
-    """
-    n = codes.shape[0]
-    bounds = np.empty(groups + 1 if disorder == 0 else n + 1, dtype=np.int64)
-    n_groups = 0
-    if n > 0:
-        bounds[0] = 0
-        n_groups = 1
-    for i in range(1, n):
-        if codes[i] != codes[i - 1]:
-            if codes[i] < codes[i - 1]:
-                return 1, i, bounds[:1], bounds[:1]
-            bounds[n_groups] = i
-            n_groups += 1
-        elif disorder and dates[i] <= dates[i - 1]:
-            if dates[i] == dates[i - 1]:
-                return 2, i, bounds[:1], bounds[:1]
-            return 1, i, bounds[:1], bounds[:1]
-    bounds[n_groups] = n
-    offsets = bounds[: n_groups + 1].copy()
-    starts = offsets[:-1].copy()
-    if not check_finite:
-        return 0, -1, offsets, starts
-    for g in range(n_groups):
-        a = offsets[g]
+
+@numba.njit(cache=True)
+def _first_starts(close, high, low, offsets, starts):  # pragma: no cover - compiled
+    """Set ``starts`` to each symbol's first row of finite prices; returns ``(status, row)``:
+    ``_NAN_AFTER_START`` and the row of the first NaN after a start, or ``_FINE``."""
+    for g in range(offsets.shape[0] - 1):
+        s = offsets[g]
         b = offsets[g + 1]
-        s = a
         while s < b and not (
             np.isfinite(close[s]) and np.isfinite(high[s]) and np.isfinite(low[s])
         ):
@@ -141,8 +151,8 @@ def _scan(codes, dates, close, high, low, check_finite, disorder, groups):  # pr
         starts[g] = s
         for i in range(s, b):
             if not (np.isfinite(close[i]) and np.isfinite(high[i]) and np.isfinite(low[i])):
-                return 3, i, offsets, starts
-    return 0, -1, offsets, starts
+                return _NAN_AFTER_START, i
+    return _FINE, -1
 
 
 def _bare(prices: pd.DataFrame) -> pd.DataFrame:
@@ -174,6 +184,8 @@ def _column(prices: pd.DataFrame, name: str) -> object:
 
 def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
     values = _column(prices, name)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # the usual float64
+        return np.ascontiguousarray(values, dtype=np.float64)
     dtype = values.dtype
     if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         raise ValueError(f"column {name!r} must be numeric (float64), got dtype {dtype}")
@@ -182,77 +194,119 @@ def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
     return np.ascontiguousarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
+#: Symbol names of recently seen categories, by the categories' identity (a pandas Index is
+#: immutable, and the entry keeps it alive, so its ``id`` cannot be reused while cached).
+_NAMES: dict[int, tuple[pd.Index, np.ndarray]] = {}
+_NAMES_KEPT = 16
+
+
+def _category_names(categories: pd.Index) -> np.ndarray:
+    """The categories as an object array of ``str``, computed once per categories object.
+
+    Converting a frame's categories (pandas' string dtype) costs more than the kernel's
+    pass over a small market when pandas' code is not in the CPU's caches; a frame's
+    categorical column keeps the same categories object from call to call.
+    """
+    hit = _NAMES.get(id(categories))
+    if hit is not None and hit[0] is categories:
+        return hit[1]
+    names = np.array([str(c) for c in categories], dtype=object)
+    if len(_NAMES) >= _NAMES_KEPT:
+        _NAMES.pop(next(iter(_NAMES)), None)
+    _NAMES[id(categories)] = (categories, names)
+    return names
+
+
+def _symbol_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, names)``: each row's symbol number (-1 where missing, in the type pandas
+    stores it: int8 for up to 127 symbols, a quarter of the bytes of int64 to scan) and
+    the names (``str``) in code order. A panel's symbols follow their codes: a categorical
+    column's category order, else sorted names."""
+    symbol = _column(prices, "symbol")
+    if isinstance(symbol, pd.Categorical):
+        return np.ascontiguousarray(symbol.codes), _category_names(symbol.categories)
+    codes, uniques = pd.factorize(symbol, sort=True)
+    return np.ascontiguousarray(codes), np.array([str(u) for u in uniques], dtype=object)
+
+
+def _date_values(prices: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The date column's int64 values (no copy) and their unit (``ns``, ``us``, ...)."""
+    date = _column(prices, "date")
+    if not pd.api.types.is_datetime64_any_dtype(date.dtype):
+        raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
+    values = np.asarray(date)  # the DatetimeArray's own datetime64 values (UTC if tz-aware)
+    return values.view(np.int64), np.datetime_data(values.dtype)[0]
+
+
+def _checked_columns(prices: object) -> tuple[np.ndarray, ...]:
+    """``(codes, names, dates, unit, close, high, low)`` of a long price frame, or a
+    ``ValueError`` naming what is wrong with the frame or which columns it lacks."""
+    if not isinstance(prices, pd.DataFrame):
+        raise ValueError(f"prices must be a pandas DataFrame, got {type(prices).__name__}")
+    try:
+        codes, names = _symbol_codes(prices)
+        dates, unit = _date_values(prices)
+        close = _float_column(prices, "close")
+        high = _float_column(prices, "high")
+        low = _float_column(prices, "low")
+    except KeyError:
+        missing = [c for c in REQUIRED_COLUMNS if c not in prices.columns]
+        if not missing:
+            raise
+        raise ValueError(
+            f"prices is missing required column(s) {missing}; it has {list(prices.columns)}"
+        ) from None
+    return codes, names, dates, unit, close, high, low
+
+
 def panel_from_frame(prices: pd.DataFrame) -> Panel:
     """Build a :class:`Panel` from a long price frame (columns symbol, date, high, low, close).
 
     The frame need not be sorted: if it is not sorted by symbol then date, a stable sort
     order is computed and kept in ``Panel.order``. Raises ``ValueError`` naming the
-    column, symbol or date on a missing column, a non-numeric price column, the same date
-    twice for a symbol, or a NaN price after a symbol's first complete row.
+    column, symbol or date on a missing column, a non-numeric price column, a missing
+    symbol or date, the same date twice for a symbol, or a NaN price after a symbol's first
+    complete row.
     """
-    if not isinstance(prices, pd.DataFrame):
-        raise ValueError(f"prices must be a pandas DataFrame, got {type(prices).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in prices.columns]
-    if missing:
-        raise ValueError(
-            f"prices is missing required column(s) {missing}; it has {list(prices.columns)}"
-        )
-    index = prices.index
-    symbol = _column(prices, "symbol")
-    if isinstance(symbol, pd.Categorical):
-        codes = symbol.codes
-        names = np.asarray(symbol.categories, dtype=object)
-        if (codes < 0).any():
-            row = int(np.flatnonzero(codes < 0)[0])
-            raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
-    else:
-        symbol = _bare(prices)["symbol"]
-        if symbol.isna().any():
-            row = int(np.flatnonzero(symbol.isna().to_numpy())[0])
-            raise ValueError(f"prices has a missing symbol at row {index[row]!r}")
-        codes, names = pd.factorize(symbol, sort=True)
-    date = _column(prices, "date")
-    if not pd.api.types.is_datetime64_any_dtype(date.dtype):
-        raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
-    dates = np.asarray(date).view(np.int64)  # the DatetimeArray's own int64 values
-    close = _float_column(prices, "close")
-    high = _float_column(prices, "high")
-    low = _float_column(prices, "low")
-    # The category codes as they are (int8/int16 for a few thousand symbols): a quarter of
-    # the bytes of int64 for the scan to read.
-    codes = np.ascontiguousarray(codes)
-    has_nat, all_finite, disorder, groups = _quick_checks(codes, dates, close, high, low)
-    if has_nat:
-        row = int(np.flatnonzero(dates == _NAT)[0])
-        raise ValueError(f"prices has a missing date at row {index[row]!r}")
-    check_finite = not all_finite
-
+    codes, names, dates, unit, close, high, low = _checked_columns(prices)
     order = None
-    status, bad, offsets, starts = _scan(
-        codes, dates, close, high, low, check_finite, disorder, groups
-    )
-    if status == 1:
+    status, bad, offsets, starts = _layout(codes, dates, close, high, low)
+    if status == _UNSORTED:
         order = np.lexsort((dates, codes))
         codes, dates = codes[order], dates[order]
         close, high, low = close[order], high[order], low[order]
-        status, bad, offsets, starts = _scan(
-            codes, dates, close, high, low, check_finite, 1, len(codes)
-        )
-    if status == 2:
-        raise ValueError(
-            f"symbol {names[codes[bad]]!r} has the date "
-            f"{pd.Timestamp(dates[bad], unit='ns').date()} twice; "
+        status, bad, offsets, starts = _layout(codes, dates, close, high, low)
+    if status != _FINE:
+        raise _layout_error(status, bad, order, prices.index, names[codes[bad]], dates[bad], unit)
+    return Panel(close, high, low, offsets, starts, tuple(names[codes[offsets[:-1]]]), order)
+
+
+def _layout_error(
+    status: int,
+    bad: int,
+    order: np.ndarray | None,
+    index: pd.Index,
+    symbol: str,
+    date: np.int64,
+    unit: str,
+) -> ValueError:
+    """The ``ValueError`` for :func:`_layout`'s ``status`` at panel row ``bad``."""
+    row = index[bad if order is None else int(order[bad])]
+    row = row.item() if isinstance(row, np.generic) else row  # 100, not np.int64(100)
+    if status == _NO_SYMBOL:
+        return ValueError(f"prices has a missing symbol at row {row!r}")
+    if status == _NO_DATE:
+        return ValueError(f"prices has a missing date at row {row!r}")
+    day = pd.Timestamp(int(date), unit=unit).date()
+    if status == _SAME_DATE:
+        return ValueError(
+            f"symbol {symbol!r} has the date {day} twice; "
             "deduplicate the prices (load_prices does) before computing indicators"
         )
-    if status == 3:
-        row = bad if order is None else int(order[bad])
-        raise ValueError(
-            f"symbol {names[codes[bad]]!r} has a NaN close/high/low on "
-            f"{pd.Timestamp(dates[bad], unit='ns').date()} (row {index[row]!r}) after "
-            "its first complete row; only leading NaNs are allowed"
-        )
-    used = tuple(str(names[c]) for c in codes[offsets[:-1]]) if codes.size else ()
-    return Panel(close, high, low, offsets, starts, used, order)
+    return ValueError(
+        f"symbol {symbol!r} has a NaN close/high/low on {day} (row {row!r}) after "
+        "its first complete row; only leading NaNs are allowed"
+    )
 
 
 def panel_from_arrays(
@@ -279,8 +333,8 @@ def panel_from_arrays(
         raise ValueError("offsets must start at 0, end at len(close) and strictly increase")
     codes = np.repeat(np.arange(offsets.shape[0] - 1, dtype=np.int64), np.diff(offsets))
     dates = np.arange(close.shape[0], dtype=np.int64)
-    status, bad, offsets, starts = _scan(codes, dates, close, high, low, True, 0, len(offsets) - 1)
-    if status == 3:
+    status, bad, offsets, starts = _layout(codes, dates, close, high, low)
+    if status == _NAN_AFTER_START:
         raise ValueError(f"NaN price at flat row {bad} after its symbol's first complete row")
     names = tuple(f"S{s:04d}" for s in range(offsets.shape[0] - 1))
     return Panel(close, high, low, offsets, starts, names, None)

@@ -58,6 +58,8 @@ class IndicatorParams:
     @classmethod
     def from_kwargs(cls, **kwargs: float) -> IndicatorParams:
         """Build parameters from keyword arguments, rejecting unknown names with a ValueError."""
+        if not kwargs and cls is IndicatorParams:
+            return DEFAULT_PARAMS  # frozen, so one instance serves every call
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:
@@ -97,3 +99,8 @@ class IndicatorParams:
             "bb_lower": bb,
             "atr": steps.atr_lookback(self.atr_period),
         }
+
+
+#: The workbook's default parameters (``IndicatorParams()``), shared by every call that
+#: passes none.
+DEFAULT_PARAMS = IndicatorParams()
