@@ -196,12 +196,12 @@ def _float_column(prices: pd.DataFrame, name: str) -> np.ndarray:
 
 #: Symbol names of recently seen categories, by the categories' identity (a pandas Index is
 #: immutable, and the entry keeps it alive, so its ``id`` cannot be reused while cached).
-_NAMES: dict[int, tuple[pd.Index, np.ndarray]] = {}
+_NAMES: dict[int, tuple[pd.Index, tuple[str, ...]]] = {}
 _NAMES_KEPT = 16
 
 
-def _category_names(categories: pd.Index) -> np.ndarray:
-    """The categories as an object array of ``str``, computed once per categories object.
+def _category_names(categories: pd.Index) -> tuple[str, ...]:
+    """The categories as a tuple of ``str``, computed once per categories object.
 
     Converting a frame's categories (pandas' string dtype) costs more than the kernel's
     pass over a small market when pandas' code is not in the CPU's caches; a frame's
@@ -210,14 +210,14 @@ def _category_names(categories: pd.Index) -> np.ndarray:
     hit = _NAMES.get(id(categories))
     if hit is not None and hit[0] is categories:
         return hit[1]
-    names = np.array([str(c) for c in categories], dtype=object)
+    names = tuple(str(c) for c in categories)
     if len(_NAMES) >= _NAMES_KEPT:
         _NAMES.pop(next(iter(_NAMES)), None)
     _NAMES[id(categories)] = (categories, names)
     return names
 
 
-def _symbol_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _symbol_codes(prices: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
     """``(codes, names)``: each row's symbol number (-1 where missing, in the type pandas
     stores it: int8 for up to 127 symbols, a quarter of the bytes of int64 to scan) and
     the names (``str``) in code order. A panel's symbols follow their codes: a categorical
@@ -226,7 +226,7 @@ def _symbol_codes(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(symbol, pd.Categorical):
         return np.ascontiguousarray(symbol.codes), _category_names(symbol.categories)
     codes, uniques = pd.factorize(symbol, sort=True)
-    return np.ascontiguousarray(codes), np.array([str(u) for u in uniques], dtype=object)
+    return np.ascontiguousarray(codes), tuple(str(u) for u in uniques)
 
 
 def _date_values(prices: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -277,8 +277,12 @@ def panel_from_frame(prices: pd.DataFrame) -> Panel:
         close, high, low = close[order], high[order], low[order]
         status, bad, offsets, starts = _layout(codes, dates, close, high, low)
     if status != _FINE:
-        raise _layout_error(status, bad, order, prices.index, names[codes[bad]], dates[bad], unit)
-    return Panel(close, high, low, offsets, starts, tuple(names[codes[offsets[:-1]]]), order)
+        code = int(codes[bad])
+        symbol = names[code] if 0 <= code < len(names) else None
+        raise _layout_error(status, bad, order, prices.index, symbol, dates[bad], unit)
+    if len(names) != offsets.shape[0] - 1:  # categories that no row uses
+        names = tuple(names[c] for c in codes[offsets[:-1]])
+    return Panel(close, high, low, offsets, starts, names, order)
 
 
 def _layout_error(
@@ -286,7 +290,7 @@ def _layout_error(
     bad: int,
     order: np.ndarray | None,
     index: pd.Index,
-    symbol: str,
+    symbol: str | None,
     date: np.int64,
     unit: str,
 ) -> ValueError:
