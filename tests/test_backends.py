@@ -176,6 +176,15 @@ class TestBadInput:
         with pytest.raises(ValueError, match=rf"symbol '{sym}' has the date {day} twice"):
             compute_indicators(bad)
 
+    def test_time_zone_aware_dates(self, synthetic: pd.DataFrame) -> None:
+        """Dates with a time zone give the same results; a repeated one is named by its day."""
+        aware = synthetic.assign(date=synthetic["date"].dt.tz_localize("Asia/Kathmandu"))
+        pd.testing.assert_frame_equal(compute_indicators(aware), compute_indicators(synthetic))
+        aware.loc[41, "date"] = aware.loc[40, "date"]
+        day = aware.loc[41, "date"].date()
+        with pytest.raises(ValueError, match=rf"has the date {day} twice"):
+            compute_indicators(aware)
+
     def test_nan_in_a_shuffled_frame_names_the_frame_row(self, synthetic: pd.DataFrame) -> None:
         bad = synthetic.copy()
         bad.loc[100, "close"] = np.nan

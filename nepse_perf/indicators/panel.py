@@ -230,11 +230,17 @@ def _symbol_codes(prices: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def _date_values(prices: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """The date column's int64 values (no copy) and their unit (``ns``, ``us``, ...)."""
+    """The date column's int64 values (no copy) and their unit (``ns``, ``us``, ...).
+
+    Time-zone-aware dates give their local wall times: the days the frame shows, which the
+    error messages name.
+    """
     date = _column(prices, "date")
     if not pd.api.types.is_datetime64_any_dtype(date.dtype):
         raise ValueError(f"column 'date' must be datetime64, got dtype {date.dtype}")
-    values = np.asarray(date)  # the DatetimeArray's own datetime64 values (UTC if tz-aware)
+    if getattr(date, "tz", None) is not None:  # tz-aware: the wall times the frame shows
+        date = date.tz_localize(None)
+    values = np.asarray(date)  # the DatetimeArray's own datetime64 values, no copy
     return values.view(np.int64), np.datetime_data(values.dtype)[0]
 
 
