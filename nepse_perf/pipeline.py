@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.internals import create_dataframe_from_blocks  # pandas 3.0+, as pinned
 
 from nepse_perf._blocks import pool
 from nepse_perf.indicators.backends import gpu, numba_parallel
@@ -197,11 +198,6 @@ def frame_from_block(
     return _frame_over(block, index)
 
 
-try:  # pandas 3.0+: a frame over blocks laid out as pandas stores them, taken as they are
-    from pandas.api.internals import create_dataframe_from_blocks
-except ImportError:  # pragma: no cover - older pandas
-    create_dataframe_from_blocks = None
-
 #: Where each of the block's rows goes: column k of the frame is row k of the block.
 _PLACEMENT = np.arange(len(OUTPUT_COLUMNS))
 
@@ -213,9 +209,10 @@ def _frame_over(block: np.ndarray, index: pd.Index) -> pd.DataFrame:
     block, a row per column), so pandas' low-level constructor takes it as it is; the
     ``DataFrame`` constructor does the same but checks and infers first, which on a small
     market, with pandas' code out of the CPU's caches, cost about as much as the kernel's
-    own checks. Same frame either way (the tests compare them).
+    own checks. Any other layout (a caller's Fortran-ordered block) goes through the
+    ``DataFrame`` constructor; the frames are equal (``tests/test_blocks.py``).
     """
-    if create_dataframe_from_blocks is None or not block.flags.c_contiguous:
+    if not block.flags.c_contiguous:
         return pd.DataFrame(block.T, index=index, columns=_COLUMNS, copy=False)
     return create_dataframe_from_blocks([(block, _PLACEMENT)], index=index, columns=_COLUMNS)
 

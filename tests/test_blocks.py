@@ -14,7 +14,7 @@ from conftest import assert_matches_talib, talib_reference
 from nepse_perf import compute_indicators, synthetic_prices
 from nepse_perf._blocks import BlockPool, pool
 from nepse_perf.indicators import panel_from_frame
-from nepse_perf.pipeline import BACKENDS, compute_panel, new_block
+from nepse_perf.pipeline import BACKENDS, compute_panel, frame_from_block, new_block
 
 
 def test_a_freed_block_comes_back_and_a_used_one_does_not() -> None:
@@ -128,3 +128,16 @@ def test_backends_declare_their_capabilities() -> None:
     for name in ("python", "pandas", "numpy", "talib"):
         b = BACKENDS[name]
         assert b.single_thread() is b.compute and b.panel_kernel is None and not b.threaded
+
+
+def test_frame_over_any_block_layout() -> None:
+    """The frame wraps a C-contiguous block without a copy (pandas' blocks constructor) and
+    gives the same frame as the ``DataFrame`` constructor does for a Fortran-ordered one."""
+    prices = synthetic_prices(n_symbols=3, n_days=80, seed=2)
+    panel = panel_from_frame(prices)
+    block = compute_panel(panel)
+    wrapped = frame_from_block(block, panel, prices.index)
+    assert np.shares_memory(wrapped.to_numpy(), block) and wrapped._mgr.nblocks == 1
+    fortran = frame_from_block(np.asfortranarray(block), panel, prices.index)
+    pd.testing.assert_frame_equal(wrapped, fortran)
+    pd.testing.assert_frame_equal(wrapped, compute_indicators(prices))

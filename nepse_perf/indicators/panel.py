@@ -244,7 +244,9 @@ def _date_values(prices: pd.DataFrame) -> tuple[np.ndarray, str]:
     return values.view(np.int64), np.datetime_data(values.dtype)[0]
 
 
-def _checked_columns(prices: object) -> tuple[np.ndarray, ...]:
+def _checked_columns(
+    prices: object,
+) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, str, np.ndarray, np.ndarray, np.ndarray]:
     """``(codes, names, dates, unit, close, high, low)`` of a long price frame, or a
     ``ValueError`` naming what is wrong with the frame or which columns it lacks."""
     if not isinstance(prices, pd.DataFrame):
